@@ -1,0 +1,1 @@
+"""Agent runtime: providers, roles with typed contracts, budgets, sandboxed tools."""

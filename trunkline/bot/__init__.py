@@ -1,0 +1,1 @@
+"""The GitHub App shell: webhook intake, routing, dispatch pipeline, slash commands, reporting."""

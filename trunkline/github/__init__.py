@@ -1,0 +1,1 @@
+"""The GitHub port (a typing.Protocol returning frozen snapshots) and its PyGithub adapter."""

@@ -1,0 +1,1 @@
+"""Subsystem ownership leases with fencing epochs, on the database clock."""

@@ -1,0 +1,1 @@
+"""Durable state: SQLAlchemy tables, Alembic migrations, the job runner and the timeline."""

@@ -1,0 +1,1 @@
+"""Git workspace: mirror clones, per-work-item worktrees, integration commits (GitPython)."""
