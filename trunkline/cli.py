@@ -19,7 +19,7 @@ from trunkline import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 # Areas that contribute commands, in the order their help appears.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("trunkline.policies.commands",)
 
 
 def build_parser() -> argparse.ArgumentParser:
