@@ -1,0 +1,79 @@
+"""Builds the agent runtime's adapters from `Settings` (used at the composition root).
+
+Reads the script file for the scripted provider; otherwise performs no I/O. The redactor
+collects every `SecretStr` configured in the settings, so a secret added to the settings
+later is redacted without touching this module.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from trunkline.agents.anthropic_provider import AnthropicProvider
+from trunkline.agents.budget import BudgetLimits
+from trunkline.agents.messages import Provider
+from trunkline.agents.redaction import Redactor
+from trunkline.agents.sandbox import Sandbox, SandboxMode, make_sandbox
+from trunkline.agents.scripted_provider import ScriptedProvider, load_script
+from trunkline.agents.worktree_git import Author
+from trunkline.errors import ConfigurationError
+from trunkline.settings import Settings
+
+
+def build_provider(settings: Settings) -> Provider:
+    if settings.agent_provider == "scripted":
+        if settings.agent_script is None:
+            raise ConfigurationError("the scripted provider needs TRUNKLINE_AGENT_SCRIPT")
+        return ScriptedProvider(load_script(settings.agent_script))
+    if settings.anthropic_api_key is None:
+        raise ConfigurationError("the anthropic provider needs TRUNKLINE_ANTHROPIC_API_KEY")
+    return AnthropicProvider.create(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        max_retries=settings.agent_max_retries,
+        timeout=settings.agent_request_timeout,
+    )
+
+
+def build_redactor(settings: Settings, extra_secrets: tuple[str, ...] = ()) -> Redactor:
+    values = [
+        value.get_secret_value()
+        for name in type(settings).model_fields
+        if isinstance(value := getattr(settings, name), SecretStr)
+    ]
+    return Redactor.of([*values, *extra_secrets])
+
+
+def build_sandbox(
+    settings: Settings, worktree: Path, hidden_paths: tuple[Path, ...] = ()
+) -> Sandbox:
+    """The command runner for one worktree; the data directory (database, mirrors, other
+    items' worktrees) is hidden behind an empty tmpfs, the worktree re-bound inside it."""
+    return make_sandbox(
+        SandboxMode(settings.sandbox),
+        worktree,
+        path=settings.sandbox_path,
+        time_limit=settings.sandbox_command_timeout,
+        output_cap=settings.sandbox_output_cap,
+        hidden_paths=(settings.data_dir.resolve(), *hidden_paths),
+    )
+
+
+def author_of(settings: Settings) -> Author:
+    return Author(settings.git_author_name, settings.git_author_email)
+
+
+def limits_of(
+    usd: float, tokens: int, wall_seconds: float, executor_turns: int, review_rounds: int
+) -> BudgetLimits:
+    """Budget limits from the policy's `agents` section values."""
+    return BudgetLimits(
+        tokens=tokens,
+        usd=Decimal(str(usd)),
+        wall_seconds=wall_seconds,
+        executor_turns=executor_turns,
+        review_rounds=review_rounds,
+    )
