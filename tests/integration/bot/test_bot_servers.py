@@ -1,0 +1,261 @@
+"""Real `trunkline serve` processes (uvicorn) on loopback.
+
+- Duplicates: 1,000 concurrent POSTs of ONE delivery, spread over two server processes sharing
+  one PostgreSQL -> every response 2xx, exactly one delivery row and one job.
+- Lifecycle: serve refuses an old database; a served delivery is processed by the in-process
+  workers; SIGTERM shuts the server down cleanly (exit code 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prerequisites import POSTGRES_ADMIN_URL, require_postgres
+from sqlalchemy import Engine, text
+
+from trunkline.bot.testing import encode, signed_headers
+from trunkline.store.engine import make_engine
+from trunkline.store.testing import migrated_engine, temporary_postgres
+
+SECRET = "servers-secret"
+PAYLOAD = {"action": "opened", "repository": {"full_name": "acme/widgets"}}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Servers:
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(
+        self, database_url: str, data_dir: Path, *, workers: int = 1
+    ) -> tuple[int, subprocess.Popen[str]]:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TRUNKLINE_DATA_DIR": str(data_dir),
+            "TRUNKLINE_WEBHOOK_SECRET": SECRET,
+            "TRUNKLINE_LOG_LEVEL": "WARNING",
+            "TRUNKLINE_WORKER_POLL_SECONDS": "0.1",
+        }
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "trunkline",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return port, process
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
+
+@pytest.fixture
+def servers() -> Iterator[Servers]:
+    running = Servers()
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _ready(port: int, process: subprocess.Popen[str]) -> Callable[[], bool]:
+    def check() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.communicate()[1][-3000:]}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+
+
+async def _post_concurrently(ports: list[int], body: bytes, total: int) -> list[int]:
+    headers = signed_headers(SECRET, body, event="issues", delivery_id="the-one-delivery")
+    limits = httpx.Limits(max_connections=total, max_keepalive_connections=total)
+    timeout = httpx.Timeout(120.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        start = asyncio.Event()
+
+        async def post(index: int) -> int:
+            await start.wait()
+            port = ports[index % len(ports)]
+            response = await client.post(
+                f"http://127.0.0.1:{port}/webhooks", content=body, headers=headers
+            )
+            return response.status_code
+
+        tasks = [asyncio.create_task(post(index)) for index in range(total)]
+        await asyncio.sleep(0)
+        start.set()
+        return list(await asyncio.gather(*tasks))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_1000_concurrent_posts_of_one_delivery_to_two_servers_store_it_once(
+    servers: Servers, tmp_path: Path
+) -> None:
+    require_postgres()
+    with temporary_postgres(POSTGRES_ADMIN_URL) as url:
+        engine = migrated_engine(url)
+        try:
+            started = [servers.start(url, tmp_path, workers=0) for _ in range(2)]
+            for port, process in started:
+                _wait_for(_ready(port, process), 60, "the servers to be ready")
+            statuses = asyncio.run(
+                _post_concurrently([port for port, _ in started], encode(PAYLOAD), 1000)
+            )
+            assert all(200 <= status < 300 for status in statuses), sorted(set(statuses))
+            assert statuses.count(202) == 1
+            assert statuses.count(200) == 999
+            assert _count(engine, "deliveries") == 1
+            assert _count(engine, "jobs") == 1
+        finally:
+            servers.stop_all()
+            engine.dispose()
+
+
+@pytest.mark.slow
+def test_serve_processes_deliveries_refuses_old_databases_and_stops_on_sigterm(
+    servers: Servers, tmp_path: Path
+) -> None:
+    old_url = f"sqlite:///{tmp_path / 'old.db'}"
+    make_engine(old_url).dispose()
+    _, refused = servers.start(old_url, tmp_path)
+    _, err = refused.communicate(timeout=60)
+    assert refused.returncode == 2
+    assert "trunkline db upgrade" in err
+
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    engine = migrated_engine(url)
+    try:
+        port, process = servers.start(url, tmp_path, workers=1)
+        _wait_for(_ready(port, process), 60, "the server to be ready")
+        body = encode({"zen": "Anything added dilutes everything else."})
+        headers = signed_headers(SECRET, body, event="ping", delivery_id="served-1")
+        response = httpx.post(f"http://127.0.0.1:{port}/webhooks", content=body, headers=headers)
+        assert response.status_code == 202
+
+        def processed() -> bool:
+            listed = httpx.get(f"http://127.0.0.1:{port}/api/deliveries", timeout=5).json()
+            return bool(listed) and listed[0]["state"] == "ignored"  # ping: nothing to do
+
+        _wait_for(processed, 60, "the delivery to be processed")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT state FROM jobs")).scalar_one() == "done"
+            holder = conn.execute(text("SELECT holder FROM scheduler_leases")).scalar_one()
+        assert holder is not None  # the in-process scheduler took the leader lease
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
+        with engine.connect() as conn:
+            released = conn.execute(text("SELECT holder FROM scheduler_leases")).scalar_one()
+        assert released is None  # a clean stop gives the leader lease up
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_worker_command_processes_stored_deliveries_and_stops_on_sigterm(tmp_path: Path) -> None:
+    from trunkline.store.deliveries import IncomingDelivery, record_batch
+
+    url = f"sqlite:///{tmp_path / 'worker.db'}"
+    engine = migrated_engine(url)
+    with engine.begin() as conn:
+        record_batch(
+            conn,
+            [
+                IncomingDelivery(
+                    delivery_id="queued-1",
+                    event="ping",
+                    action=None,
+                    installation_id=None,
+                    repo_full_name=None,
+                    payload='{"zen": "Practicality beats purity."}',
+                )
+            ],
+        )
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TRUNKLINE_DATA_DIR": str(tmp_path),
+        "TRUNKLINE_LOG_LEVEL": "WARNING",
+        "TRUNKLINE_WORKER_POLL_SECONDS": "0.1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trunkline", "worker", "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def done() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(process.communicate()[1][-3000:])
+            with engine.connect() as conn:
+                state: str = conn.execute(text("SELECT state FROM jobs")).scalar_one()
+            return state == "done"
+
+        _wait_for(done, 60, "the worker to finish the job")
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
+        with engine.connect() as conn:
+            state = conn.execute(text("SELECT state FROM deliveries")).scalar_one()
+        assert state == "ignored"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        engine.dispose()

@@ -1,0 +1,1 @@
+"""Alembic migrations of trunkline's schema (one history for SQLite and PostgreSQL)."""

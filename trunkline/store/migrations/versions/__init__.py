@@ -1,0 +1,1 @@
+"""Migration scripts, applied in revision order by `trunkline.store.schema.upgrade`."""
