@@ -1,0 +1,154 @@
+"""Events the merge-queue engine consumes: what people asked for and what the world reported.
+
+Pure; performs no I/O. Events are prompts, not commands: the engine ignores an event about an
+unknown PR or build, a stale SHA, or one it has already applied, so runners may deliver events
+late, twice or out of order. Times come from the `now` argument of `step`, never from events.
+
+Gate verdicts arrive as one event, `GatesUpdated`, carrying any subset of the three gates
+(scope, review, approval) for one head SHA: a reviewer verdict sends just `review`, an approval
+change just `approval`, a level-triggered re-read all three. A verdict for a SHA that is not
+the entry's current head is ignored; runners re-evaluate the gates after a `PrHeadChanged`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trunkline.queue.model import CheckConclusion, Gate, Priority, QueueConfig
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """Add a PR at `head_sha`. Ignored when the PR is already queued or already merged."""
+
+    pr: int
+    head_sha: str
+    priority: Priority = Priority.NORMAL
+
+
+@dataclass(frozen=True)
+class Dequeue:
+    """Remove a PR (a human's `/trunkline dequeue`, the PR closed, the work item cancelled)."""
+
+    pr: int
+    by: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    pr: int
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """One gate's verdict inside `GatesUpdated`."""
+
+    gate: Gate
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GatesUpdated:
+    """Gate verdicts for `pr` at `head_sha` (any subset of the gates; later ones replace)."""
+
+    pr: int
+    head_sha: str
+    reports: tuple[GateReport, ...]
+
+
+@dataclass(frozen=True)
+class PrHeadChanged:
+    """The PR's head is now `new_sha`: verdicts for the old SHA are void."""
+
+    pr: int
+    new_sha: str
+
+
+@dataclass(frozen=True)
+class BaseMoved:
+    """The base branch was observed at `new_sha` (a push webhook or a reconciler read)."""
+
+    new_sha: str
+
+
+@dataclass(frozen=True)
+class IntegrationBuilt:
+    build_id: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class IntegrationConflict:
+    build_id: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckStarted:
+    """A required check began on `sha`. `attempt` (from `RequestChecks.attempt`, when the
+    runner can tell) lets the engine drop reports of an earlier attempt after a retry."""
+
+    sha: str
+    name: str
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckCompleted:
+    sha: str
+    name: str
+    conclusion: CheckConclusion
+    summary: str = ""
+    attempt: int | None = None  # as in CheckStarted
+
+
+@dataclass(frozen=True)
+class FastForwarded:
+    """The runner moved the base from the build's base SHA to `sha` (force=false)."""
+
+    build_id: str
+    sha: str
+
+
+@dataclass(frozen=True)
+class FastForwardRejected:
+    """The fast-forward was refused. `current_base_sha` is the base as read after the refusal:
+    if it differs from the build's base the base moved under us (rebuild), otherwise the
+    refusal has another cause (branch protection, permissions) and the PRs are ejected."""
+
+    build_id: str
+    reason: str
+    current_base_sha: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Evaluate the check timeouts against `now` (sent periodically by the scheduler)."""
+
+
+@dataclass(frozen=True)
+class ConfigChanged:
+    """The policy's queue settings changed (validated by constructing the `QueueConfig`)."""
+
+    config: QueueConfig
+
+
+Event = (
+    Enqueue
+    | Dequeue
+    | PriorityChanged
+    | GatesUpdated
+    | PrHeadChanged
+    | BaseMoved
+    | IntegrationBuilt
+    | IntegrationConflict
+    | CheckStarted
+    | CheckCompleted
+    | FastForwarded
+    | FastForwardRejected
+    | Tick
+    | ConfigChanged
+)

@@ -1,0 +1,315 @@
+"""The merge queue's state: frozen dataclasses and `StrEnum` choices.
+
+Pure; performs no I/O. One `QueueState` describes one queue (a repository and a base branch).
+The state is shaped around *builds*: a build is one integration attempt, an ordered tuple of
+PRs tested together on top of a base SHA. The serial queue runs one single-PR build at a
+time; batching and speculative checks (issue 7) only add builds with more PRs, or more builds
+at once, without changing the shape. Every field is immutable, so a state can be stored,
+compared and replayed; `trunkline.queue.engine.step` is the only thing that makes a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from trunkline.errors import ConfigurationError
+
+RECENT_OUTCOMES_LIMIT = 50
+"""How many merged / ejected / dequeued outcomes a state remembers (newest last)."""
+
+BASE_HISTORY_LIMIT = 32
+"""How many earlier base SHAs a state remembers, to ignore late `BaseMoved` reports."""
+
+
+class QueueConfigError(ConfigurationError):
+    """A `QueueConfig` value the engine cannot run with."""
+
+
+class Priority(StrEnum):
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Sort key: lower runs first."""
+        return _PRIORITY_RANK[self]
+
+
+_PRIORITY_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+class MergeMethod(StrEnum):
+    MERGE = "merge"
+    REBASE = "rebase"
+    SQUASH = "squash"
+
+
+class Gate(StrEnum):
+    """The per-PR gates evaluated on the PR's head SHA (required checks are per build)."""
+
+    SCOPE = "scope"
+    REVIEW = "review"
+    APPROVAL = "approval"
+
+
+ALL_GATES: tuple[Gate, ...] = (Gate.SCOPE, Gate.REVIEW, Gate.APPROVAL)
+
+
+class CheckConclusion(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    NEUTRAL = "neutral"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    ACTION_REQUIRED = "action_required"
+    STALE = "stale"
+    STARTUP_FAILURE = "startup_failure"
+
+
+INFRASTRUCTURE_CONCLUSIONS = frozenset(
+    {CheckConclusion.CANCELLED, CheckConclusion.TIMED_OUT, CheckConclusion.STARTUP_FAILURE}
+)
+"""Conclusions that say the CI did not finish, not that the code is wrong: retried under
+`retry_on_timeout` like the engine's own timeouts. Every other non-success conclusion is a
+failure (retried under `flake_retries`). Only `success` passes: a required check that was
+skipped or neutral has not shown that this exact tree works."""
+
+
+class BuildState(StrEnum):
+    BUILDING = "building"  # BuildIntegration requested, no integration commit yet
+    TESTING = "testing"  # integration commit exists, required checks requested
+    PASSED = "passed"  # every required check passed; FastForwardBase requested
+
+
+class EntryState(StrEnum):
+    """Where an entry is, derived from its gates and its build (see `QueueState.entry_state`)."""
+
+    WAITING = "waiting"  # a gate is missing or failing for the current head SHA
+    QUEUED = "queued"  # every gate passes; waiting for a build slot
+    BUILDING = "building"
+    TESTING = "testing"
+    MERGING = "merging"  # fast-forward requested
+
+
+class OutcomeKind(StrEnum):
+    MERGED = "merged"
+    EJECTED = "ejected"
+    DEQUEUED = "dequeued"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """How one queue runs. The policy file's `queue:` section is mapped onto this by an adapter.
+
+    `retry_on_timeout` is how many times a build's checks are re-requested after a check timed
+    out, never started, or was cancelled by the CI; `flake_retries` how many times a failed
+    required check is re-run on the same SHA before the failure counts. `batch_size` and
+    `parallel_checks` are reserved for issue 7 and must be 1 for now.
+    """
+
+    base: str = "main"
+    required_checks: tuple[str, ...] = ("ci",)
+    merge_method: MergeMethod = MergeMethod.MERGE
+    check_timeout: timedelta = timedelta(minutes=60)
+    check_start_timeout: timedelta = timedelta(minutes=10)
+    retry_on_timeout: int = 0
+    batch_size: int = 1
+    parallel_checks: int = 1
+    flake_retries: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.base.strip():
+            raise QueueConfigError("queue base branch must not be empty")
+        if not self.required_checks:
+            raise QueueConfigError(
+                "queue.required_checks must name at least one check: the queue only "
+                "fast-forwards to commits whose required checks passed"
+            )
+        if any(not name.strip() for name in self.required_checks):
+            raise QueueConfigError("queue.required_checks must not contain empty names")
+        if len(set(self.required_checks)) != len(self.required_checks):
+            raise QueueConfigError("queue.required_checks must not repeat a name")
+        if self.check_timeout <= timedelta(0) or self.check_start_timeout <= timedelta(0):
+            raise QueueConfigError("queue check_timeout and check_start_timeout must be positive")
+        if self.retry_on_timeout < 0 or self.flake_retries < 0:
+            raise QueueConfigError("queue retry_on_timeout and flake_retries must be >= 0")
+        for name, value in (
+            ("batch_size", self.batch_size),
+            ("parallel_checks", self.parallel_checks),
+        ):
+            if value < 1:
+                raise QueueConfigError(f"queue.{name} must be >= 1, got {value}")
+            if value > 1:
+                raise QueueConfigError(
+                    f"queue.{name} = {value} is not supported yet: this engine runs the serial "
+                    f"queue (batching and speculative checks come with the throughput work); "
+                    f"set queue.{name} to 1"
+                )
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """A gate's verdict, valid only for the head SHA it was given for."""
+
+    gate: Gate
+    head_sha: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One PR waiting in the queue (or being integrated)."""
+
+    pr: int
+    head_sha: str
+    priority: Priority
+    enqueued_at: datetime
+    seq: int  # FIFO tie-break within a priority; unique per queue
+    verdicts: tuple[GateVerdict, ...] = ()
+    leave_reason: str | None = None  # dequeue asked while a fast-forward was in flight
+
+    @property
+    def order_key(self) -> tuple[int, int]:
+        return (self.priority.rank, self.seq)
+
+    def verdict(self, gate: Gate) -> GateVerdict | None:
+        """The verdict for `gate` on the current head SHA, or None when there is none."""
+        for verdict in self.verdicts:
+            if verdict.gate is gate and verdict.head_sha == self.head_sha:
+                return verdict
+        return None
+
+    @property
+    def gates_pass(self) -> bool:
+        return all((v := self.verdict(gate)) is not None and v.ok for gate in ALL_GATES)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What the engine knows about one required check on one build's integration SHA."""
+
+    name: str
+    started_at: datetime | None = None
+    conclusion: CheckConclusion | None = None
+    summary: str = ""
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Build:
+    """One integration attempt: `prs` (in order) at `head_shas` merged onto `base_sha`."""
+
+    build_id: str
+    prs: tuple[int, ...]
+    head_shas: tuple[str, ...]
+    base_sha: str
+    state: BuildState
+    requested_at: datetime  # when BuildIntegration was emitted
+    integration_sha: str | None = None
+    checks_requested_at: datetime | None = None  # start of the current attempt's clock
+    checks: tuple[CheckResult, ...] = ()  # results of the current attempt, required checks only
+    attempt: int = 1  # 1 + every retry of the checks on this integration SHA
+    timeout_retries: int = 0
+    flake_retries_used: int = 0
+
+    def check(self, name: str) -> CheckResult | None:
+        for result in self.checks:
+            if result.name == name:
+                return result
+        return None
+
+    def head_of(self, pr: int) -> str:
+        return self.head_shas[self.prs.index(pr)]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an entry left the queue. `reason` is never empty."""
+
+    pr: int
+    head_sha: str
+    kind: OutcomeKind
+    reason: str
+    at: datetime
+    merged_sha: str | None = None  # the base SHA that contains the PR, for MERGED
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The whole state of one queue; `entries` are kept sorted by (priority, seq)."""
+
+    repo: str
+    config: QueueConfig
+    base_sha: str
+    entries: tuple[Entry, ...] = ()
+    builds: tuple[Build, ...] = ()
+    base_history: tuple[str, ...] = ()  # earlier base SHAs, newest last
+    merged_prs: frozenset[int] = field(default_factory=frozenset)
+    recent: tuple[Outcome, ...] = ()
+    next_seq: int = 1
+    next_build: int = 1
+    version: int = 0  # bumped by every step that changes the state; part of effect keys
+    merged_count: int = 0
+    ejected_count: int = 0
+    dequeued_count: int = 0
+
+    @property
+    def base(self) -> str:
+        return self.config.base
+
+    def entry(self, pr: int) -> Entry | None:
+        for entry in self.entries:
+            if entry.pr == pr:
+                return entry
+        return None
+
+    def build(self, build_id: str) -> Build | None:
+        for build in self.builds:
+            if build.build_id == build_id:
+                return build
+        return None
+
+    def build_of(self, pr: int) -> Build | None:
+        for build in self.builds:
+            if pr in build.prs:
+                return build
+        return None
+
+    def position(self, pr: int) -> int | None:
+        """1-based position in the queue's order, or None when not queued."""
+        for index, entry in enumerate(self.entries, start=1):
+            if entry.pr == pr:
+                return index
+        return None
+
+    def entry_state(self, pr: int) -> EntryState | None:
+        entry = self.entry(pr)
+        if entry is None:
+            return None
+        return derive_entry_state(entry, self.build_of(pr))
+
+    def outcome(self, pr: int) -> Outcome | None:
+        """The newest remembered outcome for `pr`."""
+        for outcome in reversed(self.recent):
+            if outcome.pr == pr:
+                return outcome
+        return None
+
+
+def derive_entry_state(entry: Entry, build: Build | None) -> EntryState:
+    """An entry's state from its gates and its build (None when it has no build)."""
+    if build is None:
+        return EntryState.QUEUED if entry.gates_pass else EntryState.WAITING
+    return _ENTRY_STATE_OF_BUILD[build.state]
+
+
+_ENTRY_STATE_OF_BUILD = {
+    BuildState.BUILDING: EntryState.BUILDING,
+    BuildState.TESTING: EntryState.TESTING,
+    BuildState.PASSED: EntryState.MERGING,
+}
