@@ -19,7 +19,16 @@ from trunkline import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 # Areas that contribute commands, in the order their help appears.
-COMMAND_MODULES: tuple[str, ...] = ("trunkline.policies.commands",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "trunkline.policies.commands",
+    "trunkline.store.commands",
+    "trunkline.bot.commands",
+    "trunkline.forge.commands",
+    "trunkline.workspace.commands",
+    "trunkline.agents.commands",
+    "trunkline.locks.commands",
+    "trunkline.web.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

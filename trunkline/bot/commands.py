@@ -42,11 +42,10 @@ def _prepare(args: argparse.Namespace) -> Any:
     from trunkline.bot.service import build_service
     from trunkline.settings import load_settings
     from trunkline.store.schema import require_current
+    from trunkline.telemetry import configure_logging
 
     settings = load_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     service = build_service(settings)

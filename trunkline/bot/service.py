@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
 
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from trunkline.bot.processing import process_delivery_handler
@@ -90,27 +91,58 @@ def serve(service: Service, *, host: str, port: int, threads: int) -> int:
     app = create_app(
         service.settings, engine=service.engine, on_jobs_enqueued=lambda _: pool.wake()
     )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=service.settings.log_level.lower(),
+        access_log=False,
+        log_config=None,  # keep trunkline's structured logging
+        timeout_graceful_shutdown=20,
+    )
+    server = uvicorn.Server(config)
+    _mount_dashboard(app, service, host, should_stop=lambda: server.should_exit)
     pool.start()
     scheduler.start()
     try:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_level=service.settings.log_level.lower(),
-            access_log=False,
-            timeout_graceful_shutdown=20,
-        )
         # uvicorn handles SIGTERM/SIGINT (stop accepting, drain requests) and re-raises the
         # signal afterwards; a SIGTERM handler that returns lets the clean-up below run.
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _note_signal)
-        uvicorn.Server(config).run()
+        server.run()
     finally:
         scheduler.stop()
         pool.stop()
         service.engine.dispose()
     return 0
+
+
+def _mount_dashboard(
+    app: FastAPI, service: Service, host: str, *, should_stop: Callable[[], bool]
+) -> None:
+    """Serve the read-only dashboard at /dashboard and metrics at /metrics.
+
+    `serve` usually listens publicly for webhooks, so the dashboard is mounted only when it is
+    protected by TRUNKLINE_DASHBOARD_TOKEN or the server listens on loopback only.
+    """
+    from trunkline.web.auth import is_loopback
+    from trunkline.web.dashboard import create_dashboard
+    from trunkline.web.metrics import create_metrics_router
+
+    settings = service.settings
+    if settings.dashboard_token is None and not is_loopback(host):
+        log.warning(
+            "dashboard and /metrics not mounted: set TRUNKLINE_DASHBOARD_TOKEN to serve them "
+            "on a non-loopback address",
+            extra={"host": host},
+        )
+        return
+    clock = SystemClock()
+    app.include_router(
+        create_dashboard(service.engine, settings, clock, should_stop=should_stop),
+        prefix="/dashboard",
+    )
+    app.include_router(create_metrics_router(service.engine, settings, clock))
 
 
 def _note_signal(signum: int, _: FrameType | None) -> None:

@@ -1,1 +1,1 @@
-"""The read-only dashboard and the /metrics endpoint."""
+"""The read-only dashboard (timeline, queue, locks, spend), /metrics and terminal views."""

@@ -42,7 +42,13 @@ class Servers:
         self.processes: list[subprocess.Popen[str]] = []
 
     def start(
-        self, database_url: str, data_dir: Path, *, workers: int = 1
+        self,
+        database_url: str,
+        data_dir: Path,
+        *,
+        workers: int = 1,
+        host: str = "127.0.0.1",
+        extra_env: dict[str, str] | None = None,
     ) -> tuple[int, subprocess.Popen[str]]:
         port = _free_port()
         env = {
@@ -52,6 +58,7 @@ class Servers:
             "TRUNKLINE_WEBHOOK_SECRET": SECRET,
             "TRUNKLINE_LOG_LEVEL": "WARNING",
             "TRUNKLINE_WORKER_POLL_SECONDS": "0.1",
+            **(extra_env or {}),
         }
         process = subprocess.Popen(
             [
@@ -59,6 +66,8 @@ class Servers:
                 "-m",
                 "trunkline",
                 "serve",
+                "--host",
+                host,
                 "--port",
                 str(port),
                 "--workers",
@@ -259,3 +268,38 @@ def test_worker_command_processes_stored_deliveries_and_stops_on_sigterm(tmp_pat
             process.kill()
             process.communicate()
         engine.dispose()
+
+
+def test_serve_mounts_the_dashboard_and_metrics_on_loopback(
+    servers: Servers, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    migrated_engine(url).dispose()
+    port, process = servers.start(url, tmp_path)
+    _wait_for(_ready(port, process), 60, "the server to be ready")
+    page = httpx.get(f"http://127.0.0.1:{port}/dashboard/", timeout=10)
+    assert page.status_code == 200
+    assert "<main" in page.text
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert metrics.status_code == 200
+    assert "trunkline_" in metrics.text
+
+
+def test_serve_exposes_the_dashboard_publicly_only_behind_a_token(
+    servers: Servers, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'public.db'}"
+    migrated_engine(url).dispose()
+    open_port, open_process = servers.start(url, tmp_path, host="0.0.0.0")
+    guarded_port, guarded_process = servers.start(
+        url, tmp_path, host="0.0.0.0", extra_env={"TRUNKLINE_DASHBOARD_TOKEN": "dash-token"}
+    )
+    _wait_for(_ready(open_port, open_process), 60, "the open server to be ready")
+    _wait_for(_ready(guarded_port, guarded_process), 60, "the guarded server to be ready")
+    assert httpx.get(f"http://127.0.0.1:{open_port}/dashboard/", timeout=10).status_code == 404
+    assert httpx.get(f"http://127.0.0.1:{open_port}/metrics", timeout=10).status_code == 404
+    guarded = f"http://127.0.0.1:{guarded_port}"
+    assert httpx.get(f"{guarded}/dashboard/", timeout=10).status_code == 401
+    bearer = {"Authorization": "Bearer dash-token"}
+    assert httpx.get(f"{guarded}/dashboard/", headers=bearer, timeout=10).status_code == 200
+    assert httpx.get(f"{guarded}/metrics", headers=bearer, timeout=10).status_code == 200

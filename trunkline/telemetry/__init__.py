@@ -1,0 +1,21 @@
+"""Structured JSON logs with bound context and secret redaction (see `json_logs`)."""
+
+from trunkline.telemetry.json_logs import (
+    ContextFilter,
+    JsonFormatter,
+    RedactionFilter,
+    bind_context,
+    configure_logging,
+    current_context,
+    redactor_for,
+)
+
+__all__ = [
+    "ContextFilter",
+    "JsonFormatter",
+    "RedactionFilter",
+    "bind_context",
+    "configure_logging",
+    "current_context",
+    "redactor_for",
+]
