@@ -13,8 +13,6 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from trunkline.agents.budget import DEFAULT_PRICES, ModelPrice
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRUNKLINE_", extra="ignore", frozen=True)
@@ -61,9 +59,22 @@ class Settings(BaseSettings):
     agent_script: Path | None = Field(
         default=None, description="YAML/JSON script replayed by the scripted provider."
     )
-    agent_prices: dict[str, ModelPrice] = Field(
-        default_factory=lambda: dict(DEFAULT_PRICES),
-        description="USD per million tokens per model (JSON), for the USD budget.",
+    agent_prices: dict[str, dict[str, float | None]] = Field(
+        default_factory=lambda: {
+            model: {
+                "input": input_usd,
+                "output": output_usd,
+                "cache_write": None,
+                "cache_read": None,
+            }
+            for model, input_usd, output_usd in (
+                ("claude-opus-4-1", 15.0, 75.0),
+                ("claude-sonnet-4-5", 3.0, 15.0),
+                ("claude-haiku-4-5", 1.0, 5.0),
+            )
+        },
+        description="USD per million tokens per model (JSON: input, output, cache_write, "
+        "cache_read), for the USD budget; validated by trunkline.agents.composition.",
     )
     sandbox: Literal["bubblewrap", "none"] = Field(
         default="bubblewrap", description="How run_command is isolated; none is unsandboxed."
@@ -109,6 +120,11 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "text"] = Field(
         default="json", description="Log line format: json (structured) or text."
+    )
+    team_members: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Members of teams named as approvers, e.g. {"@acme/api": ["alice"]} '
+        "(JSON); team membership is not looked up on GitHub.",
     )
 
     @property

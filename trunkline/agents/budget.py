@@ -154,10 +154,3 @@ def check_review_round(spend: Spend, limits: BudgetLimits) -> Exhausted | None:
     if spend.review_rounds >= limits.review_rounds:
         return Exhausted.REVIEW_ROUNDS
     return None
-
-
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "claude-opus-4-1": ModelPrice(input=Decimal(15), output=Decimal(75)),
-    "claude-sonnet-4-5": ModelPrice(input=Decimal(3), output=Decimal(15)),
-    "claude-haiku-4-5": ModelPrice(input=Decimal(1), output=Decimal(5)),
-}

@@ -1,6 +1,8 @@
 """Builds the agent runtime's adapters from `Settings` (used at the composition root).
 
-Reads the script file for the scripted provider; otherwise performs no I/O. The redactor
+Reads the script file for the scripted provider; otherwise performs no I/O. The price table
+is a plain mapping in `Settings` (settings never import the agents) and is validated into
+`ModelPrice`s here. The redactor
 collects every `SecretStr` configured in the settings, so a secret added to the settings
 later is redacted without touching this module.
 """
@@ -10,10 +12,10 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from trunkline.agents.anthropic_provider import AnthropicProvider
-from trunkline.agents.budget import BudgetLimits
+from trunkline.agents.budget import BudgetLimits, ModelPrice, PriceTable
 from trunkline.agents.messages import Provider
 from trunkline.agents.redaction import Redactor
 from trunkline.agents.sandbox import Sandbox, SandboxMode, make_sandbox
@@ -36,6 +38,27 @@ def build_provider(settings: Settings) -> Provider:
         max_retries=settings.agent_max_retries,
         timeout=settings.agent_request_timeout,
     )
+
+
+def price_table(settings: Settings) -> PriceTable:
+    """The typed price table from `TRUNKLINE_AGENT_PRICES` (a plain mapping in settings).
+
+    Raises `ConfigurationError` naming the model and the field when an entry is invalid
+    (unknown key, negative or missing price).
+    """
+    table: dict[str, ModelPrice] = {}
+    for model, entry in settings.agent_prices.items():
+        values = {key: Decimal(str(value)) for key, value in entry.items() if value is not None}
+        try:
+            table[model] = ModelPrice.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+            )
+            raise ConfigurationError(
+                f"TRUNKLINE_AGENT_PRICES: invalid price for model {model!r}: {problems}"
+            ) from None
+    return table
 
 
 def build_redactor(settings: Settings, extra_secrets: tuple[str, ...] = ()) -> Redactor:

@@ -3,8 +3,8 @@
 Pure data plus a list-backed sink; performs no I/O. A run records `RunStarted`, one
 `StepRecord` per model turn (role, model, prompt digest, tool calls with arguments and
 capped, secret-redacted results, verdict, tokens, cost, duration) and `RunFinished`.
-The durable sink (agent_runs / agent_steps tables) lives in the store and implements the
-same `TimelineSink` protocol.
+The durable sink (agent_runs / agent_steps tables) is `store_timeline.StoreTimeline`;
+`FanOutTimeline` feeds several sinks.
 """
 
 from __future__ import annotations
@@ -69,6 +69,25 @@ class TimelineSink(Protocol):
     def step_recorded(self, step: StepRecord) -> None: ...
 
     def run_finished(self, event: RunFinished) -> None: ...
+
+
+@dataclass(frozen=True)
+class FanOutTimeline:
+    """Hands every event to each sink in order (e.g. the store and an in-memory copy)."""
+
+    sinks: tuple[TimelineSink, ...]
+
+    def run_started(self, event: RunStarted) -> None:
+        for sink in self.sinks:
+            sink.run_started(event)
+
+    def step_recorded(self, step: StepRecord) -> None:
+        for sink in self.sinks:
+            sink.step_recorded(step)
+
+    def run_finished(self, event: RunFinished) -> None:
+        for sink in self.sinks:
+            sink.run_finished(event)
 
 
 @dataclass

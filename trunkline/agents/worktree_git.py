@@ -1,20 +1,23 @@
 """Git in a work item's worktree, on the host, for the runtime (never for the model).
 
-Performs I/O: runs `git` as a subprocess with a minimal environment, no global or system
-config, hooks disabled and signing off, so nothing the agent wrote into the worktree can
-make git execute code. The model never runs git; the runtime commits on its behalf with
-the author from settings.
+Performs I/O: runs `git` through the workspace's runner (`trunkline.workspace.gitrunner`),
+hardened for checkouts an agent has written into: no global or system config, hooks
+disabled, fsmonitor off, no transport protocols, signing off, so nothing the agent wrote
+into the worktree can make git execute code. Committing goes through the workspace's one
+implementation (`trunkline.workspace.workspace.commit_worktree`) with that hardening; the
+author is the workspace `Identity` (from settings). The model never runs git.
 """
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from trunkline.errors import TerminalError
+from trunkline.workspace.errors import GitCommandError
+from trunkline.workspace.gitrunner import run_git
+from trunkline.workspace.model import Identity
+from trunkline.workspace.workspace import commit_worktree
 
 _SAFE_CONFIG = (
     "-c", "core.hooksPath=/dev/null",
@@ -22,47 +25,24 @@ _SAFE_CONFIG = (
     "-c", "core.fsmonitor=false",
     "-c", "protocol.allow=never",
 )  # fmt: skip
+_SAFE_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+Author = Identity  # who the runtime commits as (name and e-mail)
+
+__all__ = [
+    "Author",
+    "GitCommandError",
+    "changed_files",
+    "commit_all",
+    "diff_since",
+    "discard_changes_outside",
+    "head_sha",
+    "log_since",
+]
 
 
-class GitCommandError(TerminalError):
-    """A git command in the worktree failed."""
-
-
-@dataclass(frozen=True)
-class Author:
-    name: str
-    email: str
-
-
-def _git(worktree: Path, *args: str, author: Author | None = None) -> str:
-    with tempfile.TemporaryDirectory(prefix="trunkline-git-") as home:
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "HOME": home,
-            "LANG": "C.UTF-8",
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": "/dev/null",
-            "GIT_TERMINAL_PROMPT": "0",
-        }
-        if author is not None:
-            env |= {
-                "GIT_AUTHOR_NAME": author.name,
-                "GIT_AUTHOR_EMAIL": author.email,
-                "GIT_COMMITTER_NAME": author.name,
-                "GIT_COMMITTER_EMAIL": author.email,
-            }
-        done = subprocess.run(
-            ["git", *_SAFE_CONFIG, *args],
-            cwd=worktree,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    if done.returncode != 0:
-        raise GitCommandError(f"git {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
+def _git(worktree: Path, *args: str) -> str:
+    return os.fsdecode(run_git(worktree, *_SAFE_CONFIG, *args, env_extra=_SAFE_ENV).stdout)
 
 
 def head_sha(worktree: Path) -> str:
@@ -85,11 +65,7 @@ def log_since(worktree: Path, base: str) -> str:
 
 def commit_all(worktree: Path, message: str, author: Author) -> str | None:
     """Commit every change in the worktree; the new SHA, or None when nothing changed."""
-    _git(worktree, "add", "--all")
-    if not _git(worktree, "status", "--porcelain").strip():
-        return None
-    _git(worktree, "commit", "--no-verify", "--quiet", "-m", message, author=author)
-    return head_sha(worktree)
+    return commit_worktree(worktree, message, author, git_options=_SAFE_CONFIG, env_extra=_SAFE_ENV)
 
 
 def discard_changes_outside(worktree: Path, allowed: Callable[[str], bool]) -> list[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -198,22 +198,7 @@ class Workspace:
     def commit_all(self, spec: RepositorySpec, worktree: Worktree, message: str) -> str | None:
         """Commit every change in the worktree as the bot identity; None if nothing changed."""
         with self.locked(spec):
-            run_git(worktree.path, "add", "--all")
-            staged = run_git(worktree.path, "diff", "--cached", "--quiet", check=False)
-            if staged.status == 0:
-                return None
-            run_git(
-                worktree.path,
-                "-c",
-                "commit.gpgsign=false",
-                "commit",
-                "--quiet",
-                "--no-verify",
-                "-m",
-                message,
-                env_extra=self._identity_env(),
-            )
-            return _resolve(worktree.path, "HEAD")
+            return commit_worktree(worktree.path, message, self.identity)
 
     def push_branch(
         self, spec: RepositorySpec, worktree: Worktree, token: str | None, *, force: bool = False
@@ -341,6 +326,46 @@ class Workspace:
             "GIT_COMMITTER_NAME": self.identity.name,
             "GIT_COMMITTER_EMAIL": self.identity.email,
         }
+
+
+def commit_worktree(
+    path: Path,
+    message: str,
+    identity: Identity,
+    *,
+    git_options: Sequence[str] = (),
+    env_extra: Mapping[str, str] | None = None,
+) -> str | None:
+    """Stage everything in the checkout at `path` and commit it as `identity` (author and
+    committer, unsigned, no pre-commit/commit-msg hooks); the new SHA, or None when nothing
+    changed. `git_options` (e.g. `-c core.hooksPath=/dev/null`) go before every subcommand
+    and `env_extra` into every git process. Takes no lock: `Workspace.commit_all` holds the
+    mirror's; other callers (the agent runtime) own their checkout.
+    """
+    env = dict(env_extra or {})
+    run_git(path, *git_options, "add", "--all", env_extra=env)
+    staged = run_git(path, *git_options, "diff", "--cached", "--quiet", env_extra=env, check=False)
+    if staged.status == 0:
+        return None
+    run_git(
+        path,
+        *git_options,
+        "-c",
+        "commit.gpgsign=false",
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
+        message,
+        env_extra={
+            **env,
+            "GIT_AUTHOR_NAME": identity.name,
+            "GIT_AUTHOR_EMAIL": identity.email,
+            "GIT_COMMITTER_NAME": identity.name,
+            "GIT_COMMITTER_EMAIL": identity.email,
+        },
+    )
+    return _resolve(path, "HEAD")
 
 
 def _resolve(repository: Path, revision: str) -> str:

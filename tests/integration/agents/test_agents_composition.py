@@ -46,3 +46,32 @@ def test_agents_redactor_covers_every_secret_setting() -> None:
     text = redactor.redact("api-key-value hook-value installation-token")
     assert text == "[REDACTED] [REDACTED] [REDACTED]"
     assert author_of(settings).name == "trunkline[bot]"
+
+
+def test_agents_price_table_is_validated_from_plain_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from decimal import Decimal
+
+    from trunkline.agents.budget import ModelPrice
+    from trunkline.agents.composition import price_table
+
+    defaults = price_table(load_settings())
+    assert set(defaults) == {"claude-opus-4-1", "claude-sonnet-4-5", "claude-haiku-4-5"}
+    assert defaults["claude-sonnet-4-5"] == ModelPrice(input=Decimal(3), output=Decimal(15))
+    monkeypatch.setenv(
+        "TRUNKLINE_AGENT_PRICES",
+        '{"m": {"input": 0.8, "output": 4, "cache_write": null, "cache_read": 0.08}}',
+    )
+    table = price_table(load_settings())
+    assert table["m"].input == Decimal("0.8")
+    assert table["m"].cache_read == Decimal("0.08")
+    assert table["m"].cache_write is None
+    monkeypatch.delenv("TRUNKLINE_AGENT_PRICES")
+    for bad, message in (
+        ({"m": {"input": 1, "output": 2, "cahce_read": 1}}, "cahce_read"),
+        ({"m": {"input": -1, "output": 2}}, "input"),
+        ({"m": {"output": 2}}, "input"),
+    ):
+        with pytest.raises(ConfigurationError, match=f"'m'.*{message}"):
+            price_table(load_settings(agent_prices=bad))

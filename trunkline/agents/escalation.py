@@ -1,0 +1,155 @@
+"""Performs what an escalated (or taken-over) `WorkOutcome` asks of GitHub and git.
+
+Performs I/O through the GitHub port and the workspace only; the decisions (what to push,
+the comment's text, which label, whom to mention) are pure functions of the outcome and the
+policy (`escalation_comment`, `comment_key`). The side effects, in order:
+
+1. push the work so far (the worktree's HEAD) to the item's branch, without force, with a
+   fresh installation token for that one git command — only when the branch has commits
+   beyond its base. A push the remote refuses (someone pushed to the branch meanwhile) is
+   reported in the comment instead of failing: nothing is lost, the commits stay in the
+   worktree;
+2. upsert the item's escalation comment (reason, spend against each cap, what was done,
+   next steps, the branch, and a line mentioning the policy's notify list);
+3. add the policy's escalation label (escalations only; a takeover needs no label).
+
+Idempotent: the comment is a sticky comment whose key is derived from the outcome
+(`agents.<kind>.<reason>.<head>`), so performing the same escalation twice edits the same
+comment (one comment), pushing the same SHA again is a no-op, and adding a label the issue
+has changes nothing. A *new* escalation (another reason or head) gets a new comment, so its
+mentions notify (GitHub notifies mentions only when a comment is created, not edited).
+Retryable errors (`GitTransportError`, `RateLimitedError`, `GitHubUnavailableError`)
+propagate to the job runner, which runs the whole thing again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from trunkline.agents.outcome import OutcomeKind, WorkOutcome
+from trunkline.github.port import GitHubPort
+from trunkline.policies.model import Escalation
+from trunkline.workspace.errors import PushRejectedError
+from trunkline.workspace.model import RepositorySpec, Worktree
+from trunkline.workspace.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+TokenSource = Callable[[], str | None]
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """The policy's `escalation` section as the performer needs it."""
+
+    label: str = "needs-human"
+    notify: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, section: Escalation) -> EscalationPolicy:
+        return cls(section.label, tuple(section.notify))
+
+
+@dataclass(frozen=True)
+class PushReport:
+    branch: str
+    sha: str | None  # what the branch now points at (None: nothing to push)
+    rejected: bool = False
+
+
+@dataclass(frozen=True)
+class EscalationResult:
+    push: PushReport
+    comment_id: int
+    comment_key: str
+    labels: tuple[str, ...]
+
+
+def mention(principal: str) -> str:
+    return principal if principal.startswith("@") else f"@{principal}"
+
+
+def comment_key(outcome: WorkOutcome) -> str:
+    """The sticky key of this outcome's comment: same outcome, same comment."""
+    reason = outcome.reason.value if outcome.reason is not None else "none"
+    head = (outcome.head_sha or "nohead")[:12]
+    return f"agents.{outcome.kind.value}.{reason}.{head}"
+
+
+def escalation_comment(outcome: WorkOutcome, push: PushReport, notify: Sequence[str] = ()) -> str:
+    """The comment's markdown: the outcome's own comment, then where the work is, then cc."""
+    lines = [outcome.comment.rstrip("\n"), ""]
+    if push.rejected:
+        lines.append(
+            f"**Branch:** the push to `{push.branch}` was refused (the branch moved); the "
+            f"work so far is the worktree's `{(outcome.head_sha or '')[:12]}`."
+        )
+    elif push.sha is not None:
+        lines.append(f"**Branch:** the work so far is on `{push.branch}` at `{push.sha[:12]}`.")
+    else:
+        lines.append(f"**Branch:** nothing was committed; `{push.branch}` was not pushed.")
+    if notify:
+        lines.extend(["", "cc " + " ".join(mention(p) for p in notify)])
+    return "\n".join(lines) + "\n"
+
+
+def push_work(
+    workspace: Workspace,
+    spec: RepositorySpec,
+    worktree: Worktree,
+    outcome: WorkOutcome,
+    token: TokenSource,
+) -> PushReport:
+    """Push HEAD to the item's branch when there is work beyond the base (never forced)."""
+    head = outcome.head_sha
+    if head is None or head == worktree.base_sha:
+        return PushReport(worktree.branch, None)
+    try:
+        sha = workspace.push_branch(spec, worktree, token())
+    except PushRejectedError:
+        log.warning(
+            "escalation push refused",
+            extra={"work_item": outcome.work_item, "branch": worktree.branch},
+        )
+        return PushReport(worktree.branch, None, rejected=True)
+    return PushReport(worktree.branch, sha)
+
+
+def perform_escalation(
+    outcome: WorkOutcome,
+    *,
+    github: GitHubPort,
+    workspace: Workspace,
+    spec: RepositorySpec,
+    worktree: Worktree,
+    issue_number: int,
+    token: TokenSource,
+    policy: EscalationPolicy,
+) -> EscalationResult:
+    """Push, comment, label (see the module docstring). Only for escalated or taken-over
+    outcomes; a completed one goes to the pull request flow instead."""
+    if outcome.kind is OutcomeKind.COMPLETED:
+        raise ValueError("a completed outcome is not escalated; open the pull request instead")
+    push = push_work(workspace, spec, worktree, outcome, token)
+    escalated = outcome.kind is OutcomeKind.ESCALATED
+    notify = policy.notify if escalated else ()
+    key = comment_key(outcome)
+    comment = github.upsert_sticky_comment(
+        spec.full_name, issue_number, key, escalation_comment(outcome, push, notify)
+    )
+    labels: tuple[str, ...] = ()
+    if escalated:
+        labels = github.add_labels(spec.full_name, issue_number, [policy.label])
+    log.info(
+        "work item escalation performed",
+        extra={
+            "work_item": outcome.work_item,
+            "kind": outcome.kind.value,
+            "reason": outcome.reason.value if outcome.reason else None,
+            "pushed": push.sha,
+            "comment_id": comment.id,
+        },
+    )
+    return EscalationResult(push, comment.id, key, labels)
