@@ -295,3 +295,53 @@ class SchedulerLease(Base):
     holder: Mapped[str | None] = mapped_column(String(200))
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class QueueStateRow(Base):
+    """The serialized `QueueState` of one merge queue (repository, base branch).
+
+    `version` is the row's optimistic-concurrency counter: every write checks the version it
+    read (the queue service also holds the row lock for the whole step).
+    """
+
+    __tablename__ = "queue_states"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    repo_full_name: Mapped[str] = mapped_column(String(300))
+    base_branch: Mapped[str] = mapped_column(String(300))
+    state: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("repo_full_name", "base_branch"),)
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class QueueOutboxRow(Base):
+    """One effect the merge-queue engine asked for, recorded before it is performed.
+
+    `key` is the effect's idempotency key (unique): a replayed step inserts nothing new, and
+    a performed effect is marked done in the transaction that feeds its result back.
+    """
+
+    __tablename__ = "queue_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(500), unique=True)
+    repo_full_name: Mapped[str] = mapped_column(String(300))
+    base_branch: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(60))
+    effect: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    state: Mapped[str] = mapped_column(String(20), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

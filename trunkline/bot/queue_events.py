@@ -1,0 +1,136 @@
+"""Webhooks -> merge queue events, the queue's job handler and its periodic tick.
+
+Performs I/O through `QueueService` (the store) only; GitHub is touched by the effect runner.
+Handlers run inside `process_delivery` (at-least-once): every event they submit is a prompt
+the engine handles idempotently (a duplicate or late report changes nothing). Mapping:
+- `check_run` created / in_progress / completed on the integration SHA of an active build of
+  a queue in that repository, for a required check name -> `CheckStarted` / `CheckCompleted`
+  (`created` while still queued is not a start);
+- `push` to `refs/heads/<base>` of an existing queue -> `BaseMoved(after)` (branch deletion
+  ignored); pushes to the queue's own integration branches are ignored;
+- `pull_request` synchronize -> `PrHeadChanged(pr, head.sha)` in every queue holding the PR;
+- `pull_request` closed without merge -> `Dequeue(pr, by=sender, reason="PR closed")`;
+- the scheduler's queue tick -> `Tick()` for every queue with entries or builds (timeouts).
+Install with `build_service(settings, configure=configure_queue)` (everything from the
+settings) or `configure=queue_configure(queues, runner)` (pieces built by the caller).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from trunkline.bot.events import CheckRunEvent, PullRequestEvent, PushEvent
+from trunkline.bot.router import RoutedEvent, Router
+from trunkline.bot.service import Service
+from trunkline.queue import events as ev
+from trunkline.queue.runner import QueueEffectRunner, queue_conclusion
+from trunkline.queue.service import EFFECT_JOB, QueueService
+
+log = logging.getLogger(__name__)
+
+BRANCH_PREFIX = "refs/heads/"
+
+
+def register_queue_events(router: Router, queues: QueueService) -> None:
+    """Route the webhooks the queue listens to onto `queues`."""
+
+    def on_check_run(routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, CheckRunEvent):
+            return
+        run = payload.check_run
+        repo = payload.repository.full_name
+        for state in queues.states(repo):
+            if run.name not in state.config.required_checks:
+                continue
+            if not any(build.integration_sha == run.head_sha for build in state.builds):
+                continue
+            if run.status == "completed":
+                reported: ev.Event = ev.CheckCompleted(
+                    run.head_sha, run.name, queue_conclusion(run.conclusion)
+                )
+            elif run.status == "in_progress":
+                reported = ev.CheckStarted(run.head_sha, run.name)
+            else:
+                continue
+            queues.submit(repo, state.base, reported)
+
+    def on_push(routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, PushEvent) or payload.deleted:
+            return
+        if not payload.ref.startswith(BRANCH_PREFIX):
+            return
+        branch = payload.ref[len(BRANCH_PREFIX) :]
+        repo = payload.repository.full_name
+        if queues.state(repo, branch) is None:
+            return
+        queues.submit(repo, branch, ev.BaseMoved(payload.after))
+
+    def on_pull_request(routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, PullRequestEvent):
+            return
+        pull = payload.pull_request
+        repo = payload.repository.full_name
+        event: ev.Event
+        if payload.action == "synchronize":
+            event = ev.PrHeadChanged(pull.number, pull.head.sha)
+        elif payload.action == "closed" and not pull.merged:
+            by = payload.sender.login if payload.sender is not None else "unknown"
+            event = ev.Dequeue(pull.number, by=by, reason="PR closed")
+        else:
+            return
+        for state in queues.states(repo):
+            if state.entry(pull.number) is not None:
+                queues.submit(repo, state.base, event)
+
+    router.add(on_check_run, "check_run")
+    router.add(on_push, "push")
+    router.add(on_pull_request, "pull_request")
+
+
+def queue_tick(queues: QueueService) -> Callable[[], None]:
+    """The periodic task: `Tick()` for every queue with something in it."""
+
+    def tick() -> None:
+        for state in queues.states():
+            if state.entries or state.builds:
+                queues.submit(state.repo, state.base, ev.Tick())
+
+    return tick
+
+
+def queue_configure(
+    queues: QueueService, runner: QueueEffectRunner | None
+) -> Callable[[Service], None]:
+    """A `build_service` configure hook: webhooks, the effect job (when `runner` is given:
+    processes that only take webhooks may leave effects to other workers) and the tick."""
+
+    def configure(service: Service) -> None:
+        register_queue_events(service.router, queues)
+        if runner is not None:
+            service.handlers.register(EFFECT_JOB, runner.handle)
+        service.periodic.register_queue_tick(queue_tick(queues))
+
+    return configure
+
+
+def configure_queue(service: Service) -> None:
+    """A `build_service` configure hook that builds the queue runtime from the settings."""
+    import os
+
+    import httpx
+
+    from trunkline.clock import SystemClock
+    from trunkline.queue.composition import runtime_from_settings
+
+    runtime = runtime_from_settings(
+        service.settings,
+        service.engine,
+        SystemClock(),
+        http=httpx.Client(timeout=30),  # lives as long as the process
+        environ=os.environ,
+    )
+    queue_configure(runtime.queues, runtime.runner)(service)
