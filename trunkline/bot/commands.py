@@ -40,6 +40,7 @@ def register(commands: Any, bench: Any) -> None:
 
 def _prepare(args: argparse.Namespace) -> Any:
     from trunkline.bot.service import build_service
+    from trunkline.bot.wiring import configure_bot
     from trunkline.settings import load_settings
     from trunkline.store.schema import require_current
     from trunkline.telemetry import configure_logging
@@ -48,7 +49,7 @@ def _prepare(args: argparse.Namespace) -> Any:
     configure_logging(settings)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    service = build_service(settings)
+    service = build_service(settings, configure=configure_bot)
     require_current(service.engine)
     threads = args.workers if args.workers is not None else settings.worker_threads
     return service, max(0, threads)

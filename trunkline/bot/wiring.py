@@ -1,0 +1,94 @@
+"""The production composition of the bot: every area's handlers on one `Service`.
+
+Performs no I/O itself beyond reading the App's private key (through
+`InstallationClients.from_settings`); it builds the objects that do. `trunkline serve` and
+`trunkline worker` pass `configure_bot` to `build_service`. Without GitHub App settings
+(`TRUNKLINE_GITHUB_APP_ID`, `TRUNKLINE_GITHUB_PRIVATE_KEY_PATH`) the bot only takes and stores
+webhooks, and says so once in the log.
+
+What is wired, sharing one set of installation clients, one workspace and one lock manager:
+- the merge queue: webhook -> engine events, the `queue_effect` job, the periodic tick;
+- the gates: check runs, approvals, `/trunkline queue|dequeue|approve|retry|priority|explain`,
+  the native merge queue's `merge_group` gate;
+- takeover and resume (`/trunkline takeover|resume`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import httpx
+
+from trunkline.bot.queue_commands import configure_queue_gates
+from trunkline.bot.queue_events import queue_configure
+from trunkline.bot.service import Service
+from trunkline.bot.takeover_handlers import JobLauncher, TakeoverDeps, register_takeover_handlers
+from trunkline.clock import SystemClock
+from trunkline.errors import TerminalError
+from trunkline.github.installations import InstallationClients
+from trunkline.github.port import GitHubPort
+from trunkline.locks.leases import LockManager
+from trunkline.queue.composition import build_queue_runtime, installation_from_deliveries
+from trunkline.queue.crashpoints import crash_points_from_env
+from trunkline.workspace.model import Identity
+from trunkline.workspace.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+class MissingInstallationError(TerminalError):
+    """A webhook that needs the GitHub API carried no App installation id."""
+
+
+def github_app_configured(service: Service) -> bool:
+    settings = service.settings
+    return bool(settings.github_app_id) and settings.github_private_key_path is not None
+
+
+def configure_bot(service: Service) -> None:
+    """A `build_service` configure hook: wire every area when the GitHub App is configured."""
+    if not github_app_configured(service):
+        log.warning(
+            "GitHub App not configured (TRUNKLINE_GITHUB_APP_ID, "
+            "TRUNKLINE_GITHUB_PRIVATE_KEY_PATH): webhooks are stored, nothing acts on them"
+        )
+        return
+    settings = service.settings
+    clock = SystemClock()
+    clients = InstallationClients.from_settings(
+        settings,
+        clock=clock,
+        http=httpx.Client(timeout=30),  # lives as long as the process
+    )
+    locks = LockManager(service.engine)
+    workspace = Workspace(
+        settings.data_dir, Identity(settings.git_author_name, settings.git_author_email)
+    )
+    runtime = build_queue_runtime(
+        service.engine,
+        clock,
+        clients=clients,
+        installation_for=installation_from_deliveries(service.engine),
+        git_web_url=settings.github_web_url,
+        workspace=workspace,
+        locks=locks,
+        crash_points=crash_points_from_env(os.environ),
+    )
+
+    def github_for(installation: int | None) -> GitHubPort:
+        if installation is None:
+            raise MissingInstallationError("the webhook carried no App installation id")
+        return clients.for_installation(installation)
+
+    queue_configure(runtime.queues, runtime.runner)(service)
+    configure_queue_gates(service, runtime.queues, github_for)
+    register_takeover_handlers(
+        service.router,
+        TakeoverDeps(
+            engine=service.engine,
+            github_for=github_for,
+            launcher=JobLauncher(service.jobs),
+            locks=locks,
+        ),
+    )
