@@ -34,6 +34,7 @@ from trunkline.queue.effects import Effect, FastForwardBase
 from trunkline.queue.engine import initial_state, step
 from trunkline.queue.events import Event
 from trunkline.queue.model import QueueConfig, QueueState
+from trunkline.queue.projection import write_projection
 from trunkline.queue.serialization import (
     decode_effect,
     decode_state,
@@ -295,6 +296,7 @@ class QueueService:
         ).rowcount
         if changed != 1:
             raise QueueVersionConflictError(f"queue {repo}@{base} changed concurrently")
+        write_projection(conn, original, state, now)
         for effect in effects:
             _insert_effect(conn, repo, base, effect, now)
         return tuple(effects)
