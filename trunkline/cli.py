@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trunkline.agents.commands",
     "trunkline.locks.commands",
     "trunkline.web.commands",
+    "trunkline.queue.commands",
 )
 
 

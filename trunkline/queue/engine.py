@@ -1,7 +1,7 @@
 """The merge-queue engine: `step(state, event, now) -> (state, effects)`.
 
 Pure; performs no I/O, reads no clock, draws no random numbers: the same state, event and
-`now` always give the same result. Serial semantics (one single-PR build at a time):
+`now` always give the same result. The serial rules (one single-PR build at a time):
 
 - Entries are ordered by priority, then enqueue order. The first entry (in that order) whose
   gates all pass for its current head SHA starts a build on the current base SHA. A running
@@ -19,6 +19,19 @@ Pure; performs no I/O, reads no clock, draws no random numbers: the same state, 
   times, then ejects. An integration conflict ejects with the conflicting paths.
 - A fast-forward in flight cannot be recalled: head pushes, gate changes, base moves and
   dequeues wait for its outcome.
+
+Throughput (config; all off by default, which is exactly the serial queue above):
+- `batch_size` / `batch_wait`: a build takes up to `batch_size` eligible entries in order; a
+  partial batch starts once the oldest has waited `batch_wait`.
+- `parallel_checks`: builds are stacked, each on the integration commit of the nearest build
+  ahead that has not failed; only the front build (on the queue's base) fast-forwards, so
+  passed builds merge one after another in order. A failure behind builds that have not
+  passed yet is set aside (builds behind it are rebuilt without it) and judged when they
+  pass; a failure ahead voids everything stacked on it.
+- A failed batch is bisected through isolation builds (halves tested on the base, off the
+  stack): a half that passes rejoins the queue, a half that fails is split again, a single
+  PR that fails is the culprit and is ejected with the check's summary.
+- `pretest`: new PRs go through isolation builds first; only PRs that passed are stacked.
 
 Events about unknown PRs or builds, stale SHAs, or already-applied results change nothing and
 produce no effects, so duplicates and late deliveries are safe. See docs/merge-queue.md.
@@ -50,6 +63,7 @@ from trunkline.queue.model import (
     BASE_HISTORY_LIMIT,
     INFRASTRUCTURE_CONCLUSIONS,
     RECENT_OUTCOMES_LIMIT,
+    BisectionPair,
     Build,
     BuildState,
     CheckConclusion,
@@ -100,6 +114,9 @@ class _Step:
         self.effects: list[Effect] = []
         self.version = state.version + 1
         self.prefix = f"{state.repo}@{state.base}:"
+        # Bisection groups freed in this step (halves of a failed batch, groups of void
+        # bisecting builds), in queue order; `advance` puts them in front of the others.
+        self.restored: list[tuple[int, ...]] = []
 
     # ---- bookkeeping -------------------------------------------------------------------
 
@@ -138,10 +155,18 @@ class _Step:
         self.state = replace(self.state, entries=entries)
 
     def put_build(self, build: Build) -> None:
-        builds = tuple(b for b in self.state.builds if b.build_id != build.build_id)
-        self.state = replace(self.state, builds=(*builds, build))
+        """Replace the build with the same id in place (builds keep their stacking order), or
+        append a new one on top."""
+        builds = self.state.builds
+        for index, old in enumerate(builds):
+            if old.build_id == build.build_id:
+                builds = (*builds[:index], build, *builds[index + 1 :])
+                break
+        else:
+            builds = (*builds, build)
+        self.state = replace(self.state, builds=builds)
 
-    def drop_build(self, build: Build) -> None:
+    def retire_build(self, build: Build) -> None:
         """The build is over: forget it and delete its integration branch."""
         builds = tuple(b for b in self.state.builds if b.build_id != build.build_id)
         self.state = replace(self.state, builds=builds)
@@ -152,6 +177,25 @@ class _Step:
                 branch=integration_branch(self.state.base, build.build_id),
             )
         )
+
+    def drop_build(self, build: Build, *, restore: bool = True) -> None:
+        """The build is void or failed: forget it, and every build stacked on it (their trees
+        contain it); each is rebuilt by `advance`. A bisecting build gives its group back
+        (unless `restore` is false: its caller decides what becomes of its PRs)."""
+        current = self.state.build(build.build_id)
+        if current is None:
+            return
+        doomed = [current]
+        shas = {current.integration_sha} - {None}
+        for other in self.state.builds:
+            if other.build_id != current.build_id and other.base_sha in shas:
+                doomed.append(other)
+                if other.integration_sha is not None:
+                    shas.add(other.integration_sha)
+        for index, void in enumerate(doomed):
+            if void.bisecting and (restore or index > 0):
+                self.restored.append(void.prs)
+            self.retire_build(void)
 
     def set_base(self, sha: str) -> None:
         if sha == self.state.base_sha:
@@ -181,8 +225,22 @@ class _Step:
         head = head_sha or entry.head_sha
         outcome = Outcome(entry.pr, head, kind, reason, self.now, merged_sha)
         s = self.state
+        groups = tuple(
+            kept for g in s.bisect_groups if (kept := tuple(p for p in g if p != entry.pr))
+        )
         self.state = replace(
             s,
+            bisect_groups=groups,
+            cleared=frozenset(c for c in s.cleared if c[0] != entry.pr),
+            pairs=tuple(
+                replace(
+                    pair,
+                    first=tuple(p for p in pair.first if p != entry.pr),
+                    second=second,
+                )
+                for pair in s.pairs
+                if (second := tuple(p for p in pair.second if p != entry.pr))
+            ),
             entries=tuple(e for e in s.entries if e.pr != entry.pr),
             recent=(*s.recent, outcome)[-RECENT_OUTCOMES_LIMIT:],
             merged_prs=s.merged_prs | {entry.pr} if kind is OutcomeKind.MERGED else s.merged_prs,
@@ -217,13 +275,35 @@ class _Step:
             )
         )
 
-    def build_failed(self, build: Build, reason: str, detail: str) -> None:
-        """The build cannot merge because of its content: eject its PRs.
+    def fail(self, build: Build, reason: str, detail: str) -> None:
+        """The build's content failed (a check, after retries; a timeout; a conflict).
 
-        Serial builds hold one PR, so that PR is the culprit. This is the seam where batching
-        (issue 7) bisects a multi-PR build instead.
+        At the front (on the queue's base) that is the build's own fault: `build_failed`.
+        Stacked on builds that have not merged, a build ahead may be the cause, so the failure
+        is set aside and judged once every build ahead has passed (`advance`); if a build ahead
+        fails first, this one is void and rebuilt without it.
         """
-        self.drop_build(build)
+        if build.base_sha == self.state.base_sha:
+            self.build_failed(build, reason, detail)
+        else:
+            self.put_build(replace(build, failure=reason, failure_detail=detail))
+
+    def build_failed(self, build: Build, reason: str, detail: str, *, bisect: bool = True) -> None:
+        """The build cannot merge because of its content.
+
+        A single-PR build's PR is the culprit: it is ejected with the reason (the failing
+        check's summary). A batch is bisected: its first half is tested in an isolation build
+        (on the base, off the stack) and its second half waits for that verdict (see
+        `BisectionPair`), until the culprit is isolated; the other PRs are stacked again and
+        merge. `bisect=False` ejects every PR (a refusal that no split can fix).
+        """
+        self.release_pairs(set(build.prs))
+        entries = [e for pr in build.prs if (e := self.state.entry(pr)) is not None]
+        if bisect and len(entries) > 1 and all(e.leave_reason is None for e in entries):
+            self.split(tuple(e.pr for e in entries), reason, detail)
+            self.drop_build(build, restore=False)
+            return
+        self.drop_build(build, restore=False)
         for pr in build.prs:
             entry = self.state.entry(pr)
             if entry is None:
@@ -233,8 +313,59 @@ class _Step:
             else:
                 self.leave(entry, OutcomeKind.EJECTED, reason, detail, head_sha=build.head_of(pr))
 
+    def split(self, prs: tuple[int, ...], reason: str, detail: str) -> None:
+        """Bisect `prs` (at least two), known to hold a culprit: test the first half."""
+        middle = (len(prs) + 1) // 2
+        self.restored.append(prs[:middle])
+        pair = BisectionPair(prs[:middle], prs[middle:], reason, detail)
+        self.state = replace(self.state, pairs=(*self.state.pairs, pair))
+
+    def release_pairs(self, prs: set[int]) -> None:
+        """The first halves holding any of `prs` failed or are gone: test their seconds."""
+        keep = []
+        for pair in self.state.pairs:
+            if prs & set(pair.first):
+                self.restored.append(pair.second)
+            else:
+                keep.append(pair)
+        if len(keep) != len(self.state.pairs):
+            self.state = replace(self.state, pairs=tuple(keep))
+
+    def resolve_pairs(self) -> None:
+        """A first half that passed convicts its second half; an untestable one frees it."""
+        s = self.state
+        waiting = {pr for group in (*s.bisect_groups, *self.restored) for pr in group}
+        waiting |= {pr for b in s.builds if b.bisecting for pr in b.prs}
+        for pair in s.pairs:
+            live = [e for pr in pair.first if (e := self.state.entry(pr)) is not None]
+            if live and all((e.pr, e.head_sha) in self.state.cleared for e in live):
+                self.drop_pair(pair)
+                self.convict(pair)
+            elif not waiting & {e.pr for e in live}:
+                self.drop_pair(pair)
+                self.restored.append(pair.second)
+
+    def drop_pair(self, pair: BisectionPair) -> None:
+        self.state = replace(self.state, pairs=tuple(p for p in self.state.pairs if p != pair))
+
+    def convict(self, pair: BisectionPair) -> None:
+        """`pair.second` holds the culprit: split it untested, or eject its last PR."""
+        live = tuple(pr for pr in pair.second if self.state.entry(pr) is not None)
+        if len(live) > 1:
+            self.split(live, pair.reason, pair.detail)
+        elif live and self.state.config.flake_retries > 0:
+            self.restored.append(live)  # tested alone, so its flake retries apply
+        elif live:
+            entry = self.state.entry(live[0])
+            assert entry is not None
+            detail = (
+                f"{pair.detail} Bisection isolated #{entry.pr}: every other PR of the batch "
+                "passed on its own."
+            ).strip()
+            self.leave(entry, OutcomeKind.EJECTED, pair.reason, detail)
+
     def merged(self, build: Build, sha: str) -> None:
-        self.drop_build(build)
+        self.retire_build(build)
         if self.state.base_sha == build.base_sha:
             self.set_base(sha)
         else:  # the base was reported further along already; keep that newer knowledge
@@ -287,9 +418,13 @@ class _Step:
                 self.on_integration_built(event)
             case ev.IntegrationConflict():
                 build = self.state.build(event.build_id)
-                if build is not None and build.state is BuildState.BUILDING:
+                if (
+                    build is not None
+                    and build.state is BuildState.BUILDING
+                    and build.failure is None
+                ):
                     paths = ", ".join(event.paths) or "(paths not reported)"
-                    self.build_failed(
+                    self.fail(
                         build,
                         f"merge conflict with {self.state.base} at {short(build.base_sha)} "
                         f"in: {paths}",
@@ -383,10 +518,15 @@ class _Step:
         sha = event.new_sha
         if not sha or sha == self.state.base_sha or sha in self.state.base_history:
             return  # no news, or a late report of an earlier base
-        for build in self.state.builds:
+        builds = self.state.builds
+        for index, build in enumerate(builds):
             if build.integration_sha == sha:
                 # Our own fast-forward seen before its report, or someone moved the base to our
-                # integration commit by hand: either way exactly these PRs are in the base now.
+                # integration commit by hand: either way exactly these PRs are in the base now,
+                # with those of the builds it is stacked on.
+                for below in builds[:index]:
+                    assert below.integration_sha is not None  # something is stacked on it
+                    self.merged(below, below.integration_sha)
                 self.merged(build, sha)
                 return
         self.set_base(sha)
@@ -424,6 +564,8 @@ class _Step:
             return None
         for build in self.state.builds:
             if build.state is BuildState.TESTING and build.integration_sha == sha:
+                if build.failure is not None:
+                    return None  # its failure is decided; later reports change nothing
                 return build if attempt is None or attempt == build.attempt else None
         return None
 
@@ -449,21 +591,45 @@ class _Step:
         self.put_build(build)
         if event.conclusion is CheckConclusion.SUCCESS:
             return
-        config = self.state.config
         what = f"{event.summary}" if event.summary else f"concluded {event.conclusion}"
         reason = f"required check {event.name} {event.conclusion}: {what}"
         detail = (
             f"Check {event.name} on integration commit {short(event.sha)} (base "
             f"{short(build.base_sha)}) concluded {event.conclusion} on attempt {build.attempt}."
         )
-        if event.conclusion in INFRASTRUCTURE_CONCLUSIONS:
+        if build.base_sha != self.state.base_sha:
+            # Speculative: a build ahead may be the cause. Judged (and maybe retried) when
+            # every build ahead has passed; builds stacked on it are rebuilt without it.
+            self.put_build(replace(build, failure=reason, failure_detail=detail))
+            return
+        if not self.retried(build, event.conclusion):
+            self.build_failed(build, reason, detail)
+
+    def retried(self, build: Build, conclusion: CheckConclusion) -> bool:
+        """Retry a failed check on the same SHA if its kind of failure has retries left."""
+        config = self.state.config
+        build = replace(build, failure=None, failure_detail="")
+        if conclusion in INFRASTRUCTURE_CONCLUSIONS:
             if build.timeout_retries < config.retry_on_timeout:
                 self.retry(replace(build, timeout_retries=build.timeout_retries + 1))
-                return
-        elif build.flake_retries_used < config.flake_retries:
-            self.retry(replace(build, flake_retries_used=build.flake_retries_used + 1))
-            return
-        self.build_failed(build, reason, detail)
+                return True
+        elif build.flake_retries_used < config.flake_retries and len(build.prs) == 1:
+            # A failed batch is not rerun: bisection retests every one of its PRs anyway.
+            used = build.flake_retries_used + 1
+            self.retry(replace(build, flake_retries_used=used, suspect=True))
+            return True
+        return False
+
+    def judge(self, build: Build) -> None:
+        """A failed build whose builds ahead all passed: the failure is its own."""
+        assert build.failure is not None
+        for check in build.checks:
+            if check.conclusion not in (None, CheckConclusion.SUCCESS):
+                assert check.conclusion is not None
+                if self.retried(build, check.conclusion):
+                    return
+                break
+        self.build_failed(build, build.failure, build.failure_detail)
 
     def retry(self, build: Build) -> None:
         """Re-request every required check of `build` that has not succeeded (same SHA)."""
@@ -500,6 +666,7 @@ class _Step:
                 f"refused: {event.reason or 'no reason given'}",
                 "The base did not move, so retrying cannot help; check the branch protection "
                 "and the app's permissions, then queue the PR again.",
+                bisect=False,
             )
             return
         self.drop_build(build)
@@ -515,7 +682,11 @@ class _Step:
     def on_tick(self) -> None:
         config = self.state.config
         for build in self.state.builds:
-            if build.state is not BuildState.TESTING or build.checks_requested_at is None:
+            if (
+                build.state is not BuildState.TESTING
+                or build.checks_requested_at is None
+                or build.failure is not None
+            ):
                 continue
             elapsed = self.now - build.checks_requested_at
             problems = []
@@ -537,7 +708,7 @@ class _Step:
                 self.retry(replace(build, timeout_retries=build.timeout_retries + 1))
                 continue
             retries = f" after {build.timeout_retries} retries" if build.timeout_retries else ""
-            self.build_failed(
+            self.fail(
                 build,
                 "; ".join(problems) + f" on {short(build.integration_sha)}{retries}",
                 "The CI did not report in time. Fix the CI (or raise the timeout) and queue the "
@@ -547,15 +718,95 @@ class _Step:
     # ---- scheduling --------------------------------------------------------------------
 
     def advance(self) -> None:
-        """Fast-forward passed builds, then start builds while there is a free slot."""
+        """Judge failed builds whose builds ahead all passed, fast-forward the front build when
+        it passed, then start builds while a slot is free, each stacked on the nearest build
+        ahead that has not failed (speculation)."""
+        self.normalize_chain()
+        while (culprit := self.judged_failure()) is not None:
+            self.judge(culprit)
+            self.normalize_chain()
+        config = self.state.config
         for build in self.state.builds:
-            if build.state is BuildState.TESTING and _all_passed(self.state.config, build):
-                self.request_fast_forward(build)
-        while len(self.state.builds) < self.state.config.parallel_checks:
-            entry = self.next_eligible()
-            if entry is None:
+            if build.bisecting and build.failure is None and _all_passed(config, build):
+                self.drop_build(build, restore=False)  # cleared: its PRs rejoin the queue
+                passed = frozenset(zip(build.prs, build.head_shas, strict=True))
+                self.state = replace(self.state, cleared=self.state.cleared | passed)
+        if self.state.pairs:
+            self.resolve_pairs()
+        front = self.front()
+        if (
+            front is not None
+            and front.state is BuildState.TESTING
+            and _all_passed(self.state.config, front)
+        ):
+            self.request_fast_forward(front)
+        if self.restored:
+            groups = (*self.restored, *self.state.bisect_groups)
+            self.state = replace(self.state, bisect_groups=groups)
+            self.restored.clear()
+        while _active(self.state) < self.state.config.parallel_checks:
+            stack_on = self.stack_base()
+            group = self.next_group(stack=stack_on is not None)
+            if group is None:
                 return
-            self.start_build((entry,))
+            entries, bisecting = group
+            # Isolation builds are tested on the queue's base: their verdict then depends on
+            # nothing but their own PRs, and no failure ahead can void it.
+            base_sha = self.state.base_sha if bisecting else stack_on
+            self.start_build(entries, base_sha, bisecting=bisecting)
+
+    def front(self) -> Build | None:
+        """The first build that can merge: on the queue's base, not failed, not isolating."""
+        for build in self.state.builds:
+            if build.failure is None and not build.bisecting:
+                return build if build.base_sha == self.state.base_sha else None
+        return None
+
+    def judged_failure(self) -> Build | None:
+        """The first failed build whose failure is its own: every build its tree stacks on
+        passed (or it is on the queue's base), so no PR ahead of it can be the cause."""
+        config = self.state.config
+        for build in self.state.builds:
+            if build.failure is not None and build.bisecting:
+                return build  # on a base that passed: nothing else is in its tree
+        for build in self.state.builds:
+            if build.failure is not None:
+                return build
+            if build.transparent:
+                continue  # builds behind do not contain it
+            if build.state is not BuildState.PASSED and not _all_passed(config, build):
+                return None
+        return None
+
+    def normalize_chain(self) -> None:
+        """Builds form one stack: the first on the queue's base (or a passed build whose
+        fast-forward is in flight), each next one on the integration commit of the nearest
+        build before it that has not failed (a failed build waits aside to be judged). A build
+        whose foundation is gone is void, with everything stacked on it (rebuilt by
+        `advance`)."""
+        expected: str | None = self.state.base_sha
+        for index, build in enumerate(self.state.builds):
+            if self.state.build(build.build_id) is None or build.bisecting:
+                continue  # dropped with a build it was stacked on; off the stack
+            if build.base_sha == expected:
+                if not build.transparent:
+                    expected = build.integration_sha
+            elif index == 0 and build.state is BuildState.PASSED:
+                expected = None  # wait for the fast-forward's outcome before stacking on it
+            else:
+                self.drop_build(build)
+
+    def stack_base(self) -> str | None:
+        """The SHA a new build is made on, or None when nothing can be stacked right now."""
+        builds = self.state.builds
+        if not builds:
+            return self.state.base_sha
+        if builds[0].base_sha != self.state.base_sha:
+            return None
+        live = [b for b in builds if not b.transparent]
+        if not live:
+            return self.state.base_sha
+        return live[-1].integration_sha  # None while its commit is being made
 
     def request_fast_forward(self, build: Build) -> None:
         assert build.integration_sha is not None
@@ -578,22 +829,70 @@ class _Step:
             )
         )
 
-    def next_eligible(self) -> Entry | None:
-        building = {pr for b in self.state.builds for pr in b.prs}
-        for entry in self.state.entries:
-            if entry.pr not in building and entry.gates_pass and entry.leave_reason is None:
-                return entry
-        return None
+    def eligible(self, entry: Entry, building: set[int]) -> bool:
+        """Ready for a build: gates pass, not leaving, in no build (`building` holds the PRs of
+        every build and of every second half waiting for a bisection verdict)."""
+        return entry.pr not in building and entry.gates_pass and entry.leave_reason is None
 
-    def start_build(self, entries: tuple[Entry, ...]) -> None:
+    def next_group(self, *, stack: bool = True) -> tuple[tuple[Entry, ...], bool] | None:
+        """The next build's entries and whether it is a bisection half: the halves of failed
+        batches first (members that are no longer eligible drop out of them), then up to
+        `batch_size` eligible entries in queue order, once the batch is full or the oldest of
+        them has waited `batch_wait`."""
+        s = self.state
+        building = {pr for b in s.builds for pr in b.prs}
+        building |= {pr for pair in s.pairs for pr in pair.second}
+        groups = list(s.bisect_groups)
+        while groups:
+            group = groups.pop(0)
+            self.state = replace(self.state, bisect_groups=tuple(groups))
+            members = tuple(
+                e for pr in group if (e := s.entry(pr)) is not None and self.eligible(e, building)
+            )
+            if members:
+                return members, True
+        config = s.config
+        ready = [e for e in s.entries if self.eligible(e, building)]
+        if config.pretest:
+            cleared = [e for e in ready if (e.pr, e.head_sha) in s.cleared]
+            if cleared and stack:
+                return tuple(cleared[: config.batch_size]), False
+            fresh = [e for e in ready if (e.pr, e.head_sha) not in s.cleared]
+            batch = self.fill(fresh)
+            return None if batch is None else (batch, True)
+        if not stack:
+            return None
+        batch = self.fill(ready)
+        return None if batch is None else (batch, False)
+
+    def fill(self, ready: list[Entry]) -> tuple[Entry, ...] | None:
+        """Up to `batch_size` of `ready`, once that many are ready, the oldest of them has
+        waited `batch_wait`, or one of them passed an isolation build."""
+        config = self.state.config
+        batch = ready[: config.batch_size]
+        if not batch:
+            return None
+        cleared = self.state.cleared
+        if len(batch) < config.batch_size and not any(
+            (e.pr, e.head_sha) in cleared for e in batch
+        ):  # PRs that passed an isolation build have waited enough
+            oldest = min(e.enqueued_at for e in batch)
+            if self.now - oldest < config.batch_wait:
+                return None
+        return tuple(batch)
+
+    def start_build(
+        self, entries: tuple[Entry, ...], base_sha: str | None = None, *, bisecting: bool = False
+    ) -> None:
         s = self.state
         build = Build(
             build_id=f"b{s.next_build}",
             prs=tuple(e.pr for e in entries),
             head_shas=tuple(e.head_sha for e in entries),
-            base_sha=s.base_sha,  # speculative builds (issue 7) stack on the build ahead
+            base_sha=s.base_sha if base_sha is None else base_sha,
             state=BuildState.BUILDING,
             requested_at=self.now,
+            bisecting=bisecting,
         )
         self.state = replace(s, next_build=s.next_build + 1)
         self.put_build(build)
@@ -607,6 +906,11 @@ class _Step:
                 branch=integration_branch(s.base, build.build_id),
             )
         )
+
+
+def _active(state: QueueState) -> int:
+    """Builds that hold a slot: every build except failed ones waiting to be judged."""
+    return sum(1 for build in state.builds if build.failure is None)
 
 
 def _with_check(build: Build, result: CheckResult) -> Build:

@@ -137,6 +137,16 @@ def _why(
             return f"ready; waiting for the build slot held by {busy}"
         return "ready; a build starts next"
     assert build is not None
+    if build.failure is not None:
+        return (
+            f"build {build.build_id} failed ({build.failure}); judged once the builds ahead "
+            "of it pass (one of them may be the cause)"
+        )
+    if build.bisecting:
+        return (
+            f"isolation build {build.build_id} ({_prs(build)}) on {short(build.base_sha)}, off "
+            "the stack: when it passes these PRs are stacked again, when it fails it is split"
+        )
     if build.state is BuildState.BUILDING:
         return f"building integration commit {build.build_id} on {short(build.base_sha)}"
     if build.state is BuildState.TESTING:

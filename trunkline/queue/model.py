@@ -107,8 +107,15 @@ class QueueConfig:
 
     `retry_on_timeout` is how many times a build's checks are re-requested after a check timed
     out, never started, or was cancelled by the CI; `flake_retries` how many times a failed
-    required check is re-run on the same SHA before the failure counts. `batch_size` and
-    `parallel_checks` are reserved for issue 7 and must be 1 for now.
+    required check is re-run on the same SHA before the failure counts.
+
+    Throughput (all off by default, which is the serial queue): `batch_size` is the most PRs
+    tested together as one integration commit; a build of fewer PRs starts only once the oldest
+    eligible entry has waited `batch_wait` (or at once when `batch_size` are eligible).
+    `parallel_checks` is the speculation depth: how many builds run at once, each stacked on
+    the integration commit of the build ahead of it. `pretest` first tests each new batch
+    on the base, off the stack (an isolation build, bisected when it fails), and stacks only
+    PRs that passed there: a failure then never voids the speculative builds behind it.
     """
 
     base: str = "main"
@@ -120,6 +127,8 @@ class QueueConfig:
     batch_size: int = 1
     parallel_checks: int = 1
     flake_retries: int = 0
+    batch_wait: timedelta = timedelta(0)
+    pretest: bool = False
 
     def __post_init__(self) -> None:
         if not self.base.strip():
@@ -143,12 +152,8 @@ class QueueConfig:
         ):
             if value < 1:
                 raise QueueConfigError(f"queue.{name} must be >= 1, got {value}")
-            if value > 1:
-                raise QueueConfigError(
-                    f"queue.{name} = {value} is not supported yet: this engine runs the serial "
-                    f"queue (batching and speculative checks come with the throughput work); "
-                    f"set queue.{name} to 1"
-                )
+        if self.batch_wait < timedelta(0):
+            raise QueueConfigError("queue.batch_wait must not be negative")
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,24 @@ class Build:
     attempt: int = 1  # 1 + every retry of the checks on this integration SHA
     timeout_retries: int = 0
     flake_retries_used: int = 0
+    # Speculation: a failure of a build that is not at the front (stacked on builds that have
+    # not merged yet) may be caused by a build ahead, so it is recorded here and judged only
+    # when the build reaches the front; builds ahead that fail void it first.
+    failure: str | None = None
+    failure_detail: str = ""
+    # An isolation build (half of a failed batch, or a `pretest` batch): tested on the queue's
+    # base, off the stack (nothing is stacked on it and it never merges itself). When it
+    # passes, its PRs are cleared and stacked again; when it fails, it is bisected again, and
+    # a single PR that fails is the culprit.
+    bisecting: bool = False
+    # Its checks failed and are being rerun (a flake retry): builds behind are stacked as if
+    # it had failed, since a failure is usually real; it still merges if the rerun passes.
+    suspect: bool = False
+
+    @property
+    def transparent(self) -> bool:
+        """Nothing is stacked on it: it failed, is being retried, or is an isolation build."""
+        return self.failure is not None or self.suspect or self.bisecting
 
     def check(self, name: str) -> CheckResult | None:
         for result in self.checks:
@@ -225,6 +248,21 @@ class Build:
 
     def head_of(self, pr: int) -> str:
         return self.head_shas[self.prs.index(pr)]
+
+
+@dataclass(frozen=True)
+class BisectionPair:
+    """The two halves of a failed batch: `first` is tested; `second` waits for its verdict.
+
+    If `first` passes, `second` holds the culprit (unless the failure was a flake), so it is
+    split without being tested as a whole, and a single PR left is ejected with the batch's
+    failure (`reason`, `detail`). If `first` fails or cannot be tested, `second` is tested.
+    """
+
+    first: tuple[int, ...]
+    second: tuple[int, ...]
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -257,6 +295,11 @@ class QueueState:
     merged_count: int = 0
     ejected_count: int = 0
     dequeued_count: int = 0
+    # Halves of failed batches waiting to be built (in this order, before any new batch).
+    bisect_groups: tuple[tuple[int, ...], ...] = ()
+    # (PR, head SHA) pairs whose isolation build passed (`QueueConfig.pretest`).
+    cleared: frozenset[tuple[int, str]] = field(default_factory=frozenset)
+    pairs: tuple[BisectionPair, ...] = ()  # bisections waiting for a first half's verdict
 
     @property
     def base(self) -> str:

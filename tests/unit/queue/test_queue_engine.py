@@ -1,6 +1,7 @@
-"""Table-driven scenarios for the serial merge-queue engine: each a list of events with the
-effects every step must produce (compact strings; in-progress check runs and comments are
-checked by their own tests) and a check of the final state."""
+"""Table-driven scenarios for the merge-queue engine (serial, then batches, bisection and
+speculation): each a list of events with the effects every step must produce (compact
+strings; in-progress check runs and comments are checked by their own tests) and a check of
+the final state."""
 
 from __future__ import annotations
 
@@ -743,8 +744,8 @@ def test_queue_engine_explain_describes_position_state_and_every_gate() -> None:
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"batch_size": 2}, "batch_size = 2 is not supported yet"),
-        ({"parallel_checks": 3}, "parallel_checks = 3 is not supported yet"),
+        ({"parallel_checks": 0}, "parallel_checks must be >= 1"),
+        ({"batch_wait": timedelta(minutes=-1)}, "batch_wait must not be negative"),
         ({"batch_size": 0}, "batch_size must be >= 1"),
         ({"required_checks": ()}, "must name at least one check"),
         ({"required_checks": ("ci", "ci")}, "must not repeat"),
@@ -782,3 +783,259 @@ def test_queue_engine_explain_says_why_a_ready_entry_waits_and_when_it_merges() 
     leaving = explain(state, 1)
     assert leaving is not None
     assert "Dequeue requested (wait (by bob))" in render_markdown(leaving)
+
+
+# ---- throughput: batches, bisection, speculation -------------------------------------------
+
+ONE_CHECK = replace(CONFIG, required_checks=("ci",))
+
+
+def failed(sha: str, summary: str) -> ev.Event:
+    return ev.CheckCompleted(sha, "ci", CheckConclusion.FAILURE, summary)
+
+
+def ci_passed(sha: str) -> ev.Event:
+    return passed(sha, "ci")
+
+
+ENQUEUE_THREE = (
+    Step(ev.Enqueue(1, "h1")),
+    Step(ev.Enqueue(2, "h2")),
+    Step(ev.Enqueue(3, "h3")),
+)
+
+THROUGHPUT_SCENARIOS = [
+    Scenario(
+        "a batch starts at once with what is ready when there is no wait; the rest batch up",
+        (
+            *ENQUEUE_THREE,
+            Step(gates(1, "h1"), ("build b1 #1@h1 on B0",)),
+            Step(gates(2, "h2")),
+            Step(gates(3, "h3")),
+            Step(ev.IntegrationBuilt("b1", "I1"), ("checks b1 I1 ci a1",)),
+            Step(ci_passed("I1"), ("ff b1 B0->I1",)),
+            Step(
+                ev.FastForwarded("b1", "I1"),
+                ("delete b1", "release #1", "done #1@h1 success", "build b2 #2@h2,#3@h3 on I1"),
+            ),
+            Step(ev.IntegrationBuilt("b2", "I23"), ("checks b2 I23 ci a1",)),
+            Step(ci_passed("I23"), ("ff b2 I1->I23",)),
+            Step(
+                ev.FastForwarded("b2", "I23"),
+                (
+                    "delete b2",
+                    "release #2",
+                    "done #2@h2 success",
+                    "release #3",
+                    "done #3@h3 success",
+                ),
+            ),
+        ),
+        lambda s: s.base_sha == "I23" and s.merged_prs == {1, 2, 3} and not s.builds,
+        replace(ONE_CHECK, batch_size=3),
+    ),
+    Scenario(
+        "a partial batch waits batch_wait for more PRs (time comes with Tick)",
+        (
+            Step(ev.Enqueue(1, "h1")),
+            Step(gates(1, "h1")),
+            Step(ev.Tick(), minutes=9),
+            Step(ev.Tick(), ("build b1 #1@h1 on B0",), minutes=10),
+        ),
+        lambda s: len(s.builds) == 1,
+        replace(ONE_CHECK, batch_size=3, batch_wait=timedelta(minutes=10)),
+    ),
+    Scenario(
+        "a failed batch is bisected until the culprit is ejected with the summary; the rest merge",
+        (
+            *ENQUEUE_THREE,
+            Step(ev.Enqueue(4, "h4")),
+            Step(gates(1, "h1")),
+            Step(gates(2, "h2")),
+            Step(gates(3, "h3")),
+            Step(gates(4, "h4"), ("build b1 #1@h1,#2@h2,#3@h3,#4@h4 on B0",)),
+            Step(ev.IntegrationBuilt("b1", "I1"), ("checks b1 I1 ci a1",)),
+            # the batch fails: its first half is an isolation build on the base, off the stack
+            Step(failed("I1", "test_x broke"), ("delete b1", "build b2 #1@h1,#2@h2 on B0")),
+            Step(ev.IntegrationBuilt("b2", "J12"), ("checks b2 J12 ci a1",)),
+            # it passes: #1 and #2 are stacked again; the culprit is in #3, #4: split untested
+            Step(
+                ci_passed("J12"),
+                ("delete b2", "build b3 #3@h3 on B0", "build b4 #1@h1,#2@h2 on B0"),
+            ),
+            Step(ev.IntegrationBuilt("b3", "J3"), ("checks b3 J3 ci a1",)),
+            Step(ev.IntegrationBuilt("b4", "I12"), ("checks b4 I12 ci a1",)),
+            # #3 passes alone: #4 is the culprit, ejected with the batch's failing summary
+            Step(
+                ci_passed("J3"),
+                (
+                    "delete b3",
+                    "eject #4: required check ci failure: test_x broke",
+                    "done #4@h4 failure",
+                    "build b5 #3@h3 on I12",
+                ),
+            ),
+            Step(ci_passed("I12"), ("ff b4 B0->I12",)),
+            Step(
+                ev.FastForwarded("b4", "I12"),
+                (
+                    "delete b4",
+                    "release #1",
+                    "done #1@h1 success",
+                    "release #2",
+                    "done #2@h2 success",
+                ),
+            ),
+            Step(ev.IntegrationBuilt("b5", "I123"), ("checks b5 I123 ci a1",)),
+            Step(ci_passed("I123"), ("ff b5 I12->I123",)),
+            Step(ev.FastForwarded("b5", "I123"), ("delete b5", "release #3", "done #3@h3 success")),
+        ),
+        lambda s: (
+            s.base_sha == "I123"
+            and s.merged_prs == {1, 2, 3}
+            and outcome_is(4, OutcomeKind.EJECTED, "test_x broke")(s)
+            and not s.builds
+            and not s.bisect_groups
+            and not s.pairs
+        ),
+        replace(ONE_CHECK, batch_size=4, parallel_checks=3, batch_wait=timedelta(minutes=10)),
+    ),
+    Scenario(
+        "bisection: a first half that fails is split, and the second half is tested after all",
+        (
+            *ENQUEUE_THREE,
+            Step(ev.Enqueue(4, "h4")),
+            Step(gates(1, "h1")),
+            Step(gates(2, "h2")),
+            Step(gates(3, "h3")),
+            Step(gates(4, "h4"), ("build b1 #1@h1,#2@h2,#3@h3,#4@h4 on B0",)),
+            Step(ev.IntegrationBuilt("b1", "I1"), ("checks b1 I1 ci a1",)),
+            Step(failed("I1", "test_x broke"), ("delete b1", "build b2 #1@h1,#2@h2 on B0")),
+            Step(ev.IntegrationBuilt("b2", "J12"), ("checks b2 J12 ci a1",)),
+            Step(
+                failed("J12", "test_x broke"),
+                ("delete b2", "build b3 #3@h3,#4@h4 on B0", "build b4 #1@h1 on B0"),
+            ),
+        ),
+        lambda s: [b.prs for b in s.builds] == [(3, 4), (1,)] and len(s.pairs) == 1,
+        replace(ONE_CHECK, batch_size=4, parallel_checks=3, batch_wait=timedelta(minutes=10)),
+    ),
+    Scenario(
+        "speculation: the build ahead fails, the one behind is rebuilt without it",
+        (
+            Step(ev.Enqueue(1, "h1")),
+            Step(ev.Enqueue(2, "h2")),
+            Step(gates(1, "h1"), ("build b1 #1@h1 on B0",)),
+            Step(gates(2, "h2")),
+            Step(ev.IntegrationBuilt("b1", "I1"), ("checks b1 I1 ci a1", "build b2 #2@h2 on I1")),
+            Step(ev.IntegrationBuilt("b2", "I12"), ("checks b2 I12 ci a1",)),
+            Step(
+                failed("I1", "boom"),
+                (
+                    "delete b1",
+                    "delete b2",
+                    "eject #1: required check ci failure: boom",
+                    "done #1@h1 failure",
+                    "build b3 #2@h2 on B0",
+                ),
+            ),
+        ),
+        lambda s: [(b.build_id, b.base_sha) for b in s.builds] == [("b3", "B0")],
+        replace(ONE_CHECK, parallel_checks=2),
+    ),
+    Scenario(
+        "speculation: a result behind stays valid; passed builds fast-forward in order",
+        (
+            Step(ev.Enqueue(1, "h1")),
+            Step(ev.Enqueue(2, "h2")),
+            Step(gates(1, "h1"), ("build b1 #1@h1 on B0",)),
+            Step(gates(2, "h2")),
+            Step(ev.IntegrationBuilt("b1", "I1"), ("checks b1 I1 ci a1", "build b2 #2@h2 on I1")),
+            Step(ev.IntegrationBuilt("b2", "I12"), ("checks b2 I12 ci a1",)),
+            Step(ci_passed("I12")),  # not at the front: waits
+            Step(ci_passed("I1"), ("ff b1 B0->I1",)),
+            Step(
+                ev.FastForwarded("b1", "I1"),
+                ("delete b1", "release #1", "done #1@h1 success", "ff b2 I1->I12"),
+            ),
+            Step(ev.FastForwarded("b2", "I12"), ("delete b2", "release #2", "done #2@h2 success")),
+        ),
+        lambda s: s.base_sha == "I12" and s.merged_prs == {1, 2},
+        replace(ONE_CHECK, parallel_checks=2),
+    ),
+    Scenario(
+        "speculation: a failure behind a testing build is judged when the builds ahead pass",
+        (
+            *ENQUEUE_THREE,
+            Step(gates(1, "h1"), ("build b1 #1@h1 on B0",)),
+            Step(gates(2, "h2")),
+            Step(gates(3, "h3")),
+            Step(ev.IntegrationBuilt("b1", "I1"), ("checks b1 I1 ci a1", "build b2 #2@h2 on I1")),
+            Step(ev.IntegrationBuilt("b2", "I12"), ("checks b2 I12 ci a1",)),
+            # #2's tree fails while #1 is still tested: set aside, #3 is stacked without it
+            Step(failed("I12", "bad two"), ("build b3 #3@h3 on I1",)),
+            Step(
+                ci_passed("I1"),
+                (
+                    "delete b2",
+                    "eject #2: required check ci failure: bad two",
+                    "done #2@h2 failure",
+                    "ff b1 B0->I1",
+                ),
+            ),
+        ),
+        lambda s: [(b.build_id, b.base_sha) for b in s.builds] == [("b1", "B0"), ("b3", "I1")],
+        replace(ONE_CHECK, parallel_checks=2),
+    ),
+]
+
+
+@pytest.mark.parametrize("scenario", THROUGHPUT_SCENARIOS, ids=lambda s: s.name)
+def test_queue_engine_throughput_scenario(scenario: Scenario) -> None:
+    state, _ = run(scenario)
+    assert scenario.final(state), state
+
+
+def test_queue_engine_pretest_stacks_only_prs_that_passed_in_isolation() -> None:
+    config = replace(ONE_CHECK, batch_size=2, parallel_checks=2, pretest=True)
+    state, _ = run(
+        Scenario(
+            "pretest",
+            (
+                Step(ev.Enqueue(1, "h1")),
+                Step(ev.Enqueue(2, "h2")),
+                Step(gates(1, "h1"), ("build b1 #1@h1 on B0",)),
+                Step(gates(2, "h2"), ("build b2 #2@h2 on B0",)),
+                Step(ev.IntegrationBuilt("b1", "J1"), ("checks b1 J1 ci a1",)),
+                Step(ev.IntegrationBuilt("b2", "J2"), ("checks b2 J2 ci a1",)),
+                Step(ci_passed("J1"), ("delete b1", "build b3 #1@h1 on B0")),
+                Step(
+                    failed("J2", "bad"),
+                    ("delete b2", "eject #2: required check ci failure: bad", "done #2@h2 failure"),
+                ),
+            ),
+            config=config,
+        )
+    )
+    assert [b.bisecting for b in state.builds] == [False]
+    assert (1, "h1") in state.cleared
+    assert 2 not in state.merged_prs
+
+
+def test_queue_engine_explains_isolation_and_pending_failures() -> None:
+    state, _ = run(
+        Scenario(
+            "bisect", THROUGHPUT_SCENARIOS[2].steps[:11], config=THROUGHPUT_SCENARIOS[2].config
+        )
+    )
+    isolated = explain(state, 1)
+    assert isolated is not None
+    assert isolated.why.startswith("isolation build b2 (#1, #2) on B0")
+    state, _ = run(
+        Scenario(
+            "judged later", THROUGHPUT_SCENARIOS[6].steps[:9], config=THROUGHPUT_SCENARIOS[6].config
+        )
+    )
+    pending = explain(state, 2)
+    assert pending is not None
+    assert "judged once the builds ahead of it pass" in pending.why

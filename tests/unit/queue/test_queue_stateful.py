@@ -7,6 +7,11 @@ that contains a bad head fails; other runs may flake). Effects are performed in 
 resulting events are delivered in any order, late, or twice, and time advances by `Tick`.
 Invariants are checked after every step; at teardown the world is driven to quiescence and
 every entry must have ended merged, ejected or dequeued with a reason (liveness).
+
+Each run draws its throughput strategy (batch_size 1..4, parallel_checks 1..3, a batch wait
+or none, flake retries), so batches, bisection and speculative builds are exercised with the
+same invariants, plus: at most parallel_checks active builds, builds form one stack on the
+base, a bad PR is never merged, and a merged SHA contains exactly the PRs of the passed builds.
 """
 
 from __future__ import annotations
@@ -187,12 +192,21 @@ class QueueMachine(RuleBasedStateMachine):
             assert all(told.get(g) for g in ALL_GATES), f"#{pr} merges with gates {told}"
 
     def check_build_order(self, after: QueueState, effect: BuildIntegration) -> None:
+        build = after.build(effect.build_id)
+        assert build is not None
+        assert len(build.prs) <= after.config.batch_size
+        if build.bisecting:
+            return  # a half of a failed batch: tested before the rest, by design
         first_pr = effect.prs[0][0]
         for entry in after.entries:
             if entry.pr == first_pr:
                 return
             in_build = after.build_of(entry.pr) is not None
             eligible = entry.gates_pass and entry.leave_reason is None
+            if after.config.pretest:  # only PRs that passed their isolation build stack
+                eligible = eligible and (entry.pr, entry.head_sha) in after.cleared
+            held = {pr for pair in after.pairs for pr in pair.second}
+            eligible = eligible and entry.pr not in held  # waiting for a bisection verdict
             assert in_build or not eligible, f"#{entry.pr} was skipped for #{first_pr}"
 
     @invariant()
@@ -203,18 +217,46 @@ class QueueMachine(RuleBasedStateMachine):
         keys = [e.order_key for e in s.entries]
         assert keys == sorted(keys)
         assert len({e.pr for e in s.entries}) == len(s.entries)
-        assert len(s.builds) <= s.config.parallel_checks
+        active = [b for b in s.builds if b.failure is None]
+        assert len(active) <= s.config.parallel_checks
+        in_builds = [pr for build in s.builds for pr in build.prs]
+        assert len(in_builds) == len(set(in_builds)), "a PR in two builds"
         for build in s.builds:
             for pr in build.prs:
                 assert s.entry(pr) is not None
-            if build.state is not BuildState.PASSED:
-                assert build.base_sha == s.base_sha
+        self.check_stack(s)
         assert not {e.pr for e in s.entries} & s.merged_prs
+
+    def check_stack(self, s: QueueState) -> None:
+        """Builds form one stack on the base: each (but isolation builds, which are on a base
+        the queue had) on the integration commit of the nearest build ahead that has not
+        failed; only a passed front build (its fast-forward in flight) may be on an old base."""
+        expected: str | None = s.base_sha
+        for index, build in enumerate(s.builds):
+            if build.bisecting:
+                assert build.base_sha in (s.base_sha, *s.base_history)
+                continue
+            if build.base_sha == expected:
+                if not build.transparent:
+                    expected = build.integration_sha
+            else:
+                assert index == 0, f"off the stack: {s}"
+                assert build.state is BuildState.PASSED, f"off the stack: {s}"
+                expected = None
 
     # ---- the world ----------------------------------------------------------------------
 
-    @initialize(retry=st.integers(0, 1), flakes=st.integers(0, 1))
-    def start(self, retry: int, flakes: int) -> None:
+    @initialize(
+        retry=st.integers(0, 1),
+        flakes=st.integers(0, 1),
+        batch=st.integers(1, 4),
+        parallel=st.integers(1, 3),
+        wait=st.sampled_from((0, 0, 20)),
+        pretest=st.booleans(),
+    )
+    def start(
+        self, retry: int, flakes: int, batch: int, parallel: int, wait: int, pretest: bool
+    ) -> None:
         config = QueueConfig(
             base="main",
             required_checks=REQUIRED,
@@ -222,6 +264,10 @@ class QueueMachine(RuleBasedStateMachine):
             check_start_timeout=timedelta(minutes=10),
             retry_on_timeout=retry,
             flake_retries=flakes,
+            batch_size=batch,
+            parallel_checks=parallel,
+            batch_wait=timedelta(minutes=wait),
+            pretest=pretest,
         )
         self.state = initial_state("acme/app", config, "B0")
 
