@@ -21,6 +21,15 @@ def queue_config_from_policy(queue: PolicyQueue) -> QueueConfig:
             "fast-forwards to commits whose required checks passed, so name at least one "
             "check (for example `required_checks: [ci]`)"
         )
+    if queue.batch_size > 1:
+        # The engine can batch, but the runner still builds one integration commit per PR,
+        # chained; fast-forwarding to the last would put the untested ones before it on the
+        # base's first-parent history. Speculation (parallel_checks) has no such commits.
+        raise QueueConfigError(
+            f"queue.batch_size is {queue.batch_size} in the policy: batches are not available "
+            "yet (a batch must become one integration commit on the base, and the runner "
+            "does not build those yet); use batch_size: 1 with parallel_checks for throughput"
+        )
     return QueueConfig(
         base=queue.base,
         required_checks=tuple(queue.required_checks),

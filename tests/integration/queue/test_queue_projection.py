@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -50,12 +51,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _rows(engine: Engine, repo: str) -> dict[int, list[QueueEntry]]:
+def _rows(engine: Engine, repo: str) -> dict[int, list[Any]]:
     with engine.connect() as conn:
         found = conn.execute(
             select(QueueEntry).where(QueueEntry.repo_full_name == repo).order_by(QueueEntry.id)
         ).all()
-    rows: dict[int, list[QueueEntry]] = {}
+    rows: dict[int, list[Any]] = {}
     for row in found:
         rows.setdefault(row.pr_number, []).append(row)
     return rows

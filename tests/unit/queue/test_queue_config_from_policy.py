@@ -31,7 +31,7 @@ def test_every_field_is_mapped() -> None:
                 "flake_retries": 2,
                 "check_timeout": "1h30m",
                 "check_start_timeout": "5m",
-                "batch_size": 4,
+                "batch_size": 1,
                 "batch_wait": "90s",
                 "parallel_checks": 2,
             }
@@ -44,7 +44,7 @@ def test_every_field_is_mapped() -> None:
         check_timeout=timedelta(minutes=90),
         check_start_timeout=timedelta(minutes=5),
         retry_on_timeout=0,
-        batch_size=4,
+        batch_size=1,
         parallel_checks=2,
         flake_retries=2,
         batch_wait=timedelta(seconds=90),
@@ -65,6 +65,7 @@ def test_defaults_map_with_one_check() -> None:
     [
         ({}, "queue.required_checks is empty"),
         ({"required_checks": ["ci", "ci"]}, "must not repeat"),
+        ({"required_checks": ["ci"], "batch_size": 4}, "batches are not available yet"),
     ],
 )
 def test_configs_the_engine_cannot_run_are_clear_errors(
