@@ -1,0 +1,402 @@
+"""The pipeline runner on SQLite with the GitHub fake, the real lock manager and queue service.
+
+Agent roles are played by small in-test performers (the real ones are exercised on the forge
+in test_pipeline_forge_flow.py); everything else — webhook handlers, decide/store/enqueue,
+durable jobs, locks, GitHub writes, the merge queue's `Enqueue` — is the production code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline_harness import (
+    MAINTAINER,
+    OUTSIDER,
+    REPO,
+    Harness,
+    labeled_payload,
+    make_harness,
+    pull_request_payload,
+    review_payload,
+)
+from sqlalchemy import func, select
+
+from trunkline.errors import TerminalError
+from trunkline.pipeline import commands as cmd
+from trunkline.pipeline import events as ev
+from trunkline.pipeline.agent_performers import RESUME_JOB
+from trunkline.pipeline.model import RiskAssessment, Spend, Verdict
+from trunkline.pipeline.runner import CommandContext, Performed
+from trunkline.pipeline.states import WorkState
+from trunkline.policies.model import Policy
+from trunkline.store.jobs import NewJob
+from trunkline.store.tables import Job, TimelineEvent
+from trunkline.store.tables import WorkItem as WorkItemRow
+
+
+def _policy() -> Policy:
+    return Policy.model_validate({"version": 1, "queue": {"required_checks": ["ci"]}})
+
+
+class Agents:
+    """Stand-ins for the agent roles: each answers its command with a fixed good result."""
+
+    def __init__(self, harness_ref: list[Harness]) -> None:
+        self.harness_ref = harness_ref
+        self.calls: list[str] = []
+
+    def performers(self) -> dict[type[Any], Any]:
+        return {
+            cmd.RunPlanner: self.plan,
+            cmd.RunPlanReview: self.review_plan,
+            cmd.RunExecutor: self.execute,
+            cmd.RunSelfCheck: self.self_check,
+            cmd.PushAndOpenPr: self.open_pr,
+            cmd.RunReviewer: self.review,
+        }
+
+    def plan(self, command: cmd.RunPlanner, context: CommandContext) -> Performed:
+        self.calls.append("plan")
+        risk = RiskAssessment(level="low", reasons=("docs only",), subsystems=("default",))
+        return Performed(
+            ev.PlanReady(
+                command.key, "plan-1", "Write the widget", ("src/**",), risk, Spend(tokens=100)
+            )
+        )
+
+    def review_plan(self, command: cmd.RunPlanReview, context: CommandContext) -> Performed:
+        self.calls.append("plan_review")
+        return Performed(ev.PlanReviewed(command.key, command.plan_id, Verdict.APPROVE, "ok"))
+
+    def execute(self, command: cmd.RunExecutor, context: CommandContext) -> Performed:
+        self.calls.append("execute")
+        return Performed(ev.ExecutionDone(command.key, ev.ExecutionKind.COMPLETED))
+
+    def self_check(self, command: cmd.RunSelfCheck, context: CommandContext) -> Performed:
+        self.calls.append("self_check")
+        return Performed(ev.SelfCheckDone(command.key, True, "tests pass"))
+
+    def open_pr(self, command: cmd.PushAndOpenPr, context: CommandContext) -> Performed:
+        self.calls.append("open_pr")
+        github = self.harness_ref[0].github
+        if command.pr is not None:  # a new round: push a new head to the same PR
+            sha = f"{context.item.exec_round:040x}"
+            github.push_to_pull(REPO, command.pr, sha)
+            return Performed(ev.PrOpened(command.key, command.pr, sha))
+        pull = github.add_pull(REPO, head_ref="trunkline/issue-1", head_sha="a" * 40)
+        return Performed(ev.PrOpened(command.key, pull.number, pull.head_sha))
+
+    def review(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
+        self.calls.append("review")
+        return Performed(ev.ReviewDone(command.key, command.sha, Verdict.APPROVE, 0, "good"))
+
+
+def _setup(tmp_path: Path) -> tuple[Harness, Agents]:
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    harness = make_harness(tmp_path, _policy(), agents.performers())
+    ref.append(harness)
+    return harness, agents
+
+
+def test_pipeline_runner_takes_a_maintainers_issue_to_the_merge_queue(tmp_path: Path) -> None:
+    harness, agents = _setup(tmp_path)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.QUEUED_FOR_MERGE, item.history
+    assert agents.calls == ["plan", "plan_review", "execute", "self_check", "open_pr", "review"]
+    assert item.pr is not None
+    # the merge queue holds the PR at the reviewed head
+    queue = harness.queue.state(REPO, "main")
+    assert queue is not None
+    assert queue.entry(item.pr) is not None
+    # the reviewer's verdict is a real review by the App on the head, with the verdict marker
+    reviews = harness.github.list_reviews(REPO, item.pr)
+    assert [r.commit_sha for r in reviews] == [item.head_sha]
+    assert "trunkline:verdict=approve" in reviews[0].body
+    # locks held by the item; one sticky status comment on the issue and one on the PR
+    assert [lease.subsystem for lease in harness.locks.held(REPO, "issue-1")] == ["default"]
+    issue_comments = harness.github.comments_on(REPO, issue)
+    assert len(issue_comments) == 1
+    assert "queued_for_merge" in issue_comments[0].body.lower().replace(" ", "_")
+    assert len(harness.github.comments_on(REPO, item.pr)) == 1
+    # the row mirrors the item and every transition is on the timeline
+    with harness.engine.connect() as conn:
+        row = conn.execute(select(WorkItemRow.state, WorkItemRow.pr_number)).one()
+        steps = conn.execute(
+            select(TimelineEvent.from_state, TimelineEvent.to_state).order_by(TimelineEvent.id)
+        ).all()
+    assert (row.state, row.pr_number) == ("queued_for_merge", item.pr)
+    assert [step.to_state for step in steps] == [t.to_state.value for t in item.history]
+
+    # the queue merges it -> the item is merged, the locks are released, a summary is posted
+    harness.deliver(
+        "pull_request",
+        {
+            "action": "closed",
+            "number": item.pr,
+            "pull_request": {
+                "number": item.pr,
+                "state": "closed",
+                "title": "x",
+                "merged": True,
+                "head": {"ref": "trunkline/issue-1", "sha": item.head_sha},
+                "base": {"ref": "main", "sha": "0" * 40},
+            },
+            "repository": labeled_payload(issue, MAINTAINER)["repository"],
+            "sender": {"login": MAINTAINER, "id": 3},
+            "installation": {"id": 7},
+        },
+    )
+    harness.drain()
+    merged = harness.service.item(REPO, issue)
+    assert merged is not None
+    assert merged.state is WorkState.MERGED
+    assert harness.locks.held(REPO, "issue-1") == ()
+
+
+def test_pipeline_runner_refuses_an_outsider_politely(tmp_path: Path) -> None:
+    harness, agents = _setup(tmp_path)
+    issue = harness.github.add_issue(REPO, title="Please do this").number
+
+    harness.deliver("issues", labeled_payload(issue, OUTSIDER))
+    harness.drain()
+    harness.deliver("issues", labeled_payload(issue, OUTSIDER), delivery_id="again")
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.REFUSED
+    assert agents.calls == []
+    comments = harness.github.comments_on(REPO, issue)
+    assert len(comments) == 1
+    assert f"@{OUTSIDER}" in comments[0].body
+    assert "write" in comments[0].body
+    assert harness.locks.held(REPO, "issue-1") == ()
+    # the permission was read through the API
+    assert [c.args for c in harness.github.calls_of("get_permission")] == [(OUTSIDER,)] * 2
+
+
+def test_pipeline_runner_starts_one_item_for_a_duplicate_label_delivery(tmp_path: Path) -> None:
+    harness, agents = _setup(tmp_path)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER), delivery_id="one")
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER), delivery_id="one")
+    harness.drain()
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER), delivery_id="relabel")
+    harness.drain()
+
+    assert agents.calls.count("plan") == 1
+    with harness.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(WorkItemRow)).scalar_one() == 1
+        planner_jobs = conn.execute(
+            select(func.count()).select_from(Job).where(Job.key.like("%:run-planner"))
+        ).scalar_one()
+    assert planner_jobs == 1
+
+
+def test_pipeline_runner_escalates_a_terminal_step_failure(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    performers = agents.performers()
+
+    def broken_planner(command: cmd.RunPlanner, context: CommandContext) -> Performed:
+        raise TerminalError("the planner cannot read the repository")
+
+    performers[cmd.RunPlanner] = broken_planner
+    harness = make_harness(tmp_path, _policy(), performers)
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.ESCALATED
+    assert "needs-human" in harness.github.get_issue(REPO, issue).labels
+    bodies = " ".join(c.body for c in harness.github.comments_on(REPO, issue))
+    assert "cannot read the repository" in bodies
+
+    # labeling it again starts a new run at once (admitted: planning, failing again)
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER), delivery_id="again")
+    harness.drain()
+    again = harness.service.item(REPO, issue)
+    assert again is not None
+    assert again.run == 2
+    assert again.state is WorkState.ESCALATED
+    assert [t.to_state for t in again.history[-3:]] == [
+        WorkState.QUEUED,
+        WorkState.PLANNING,
+        WorkState.ESCALATED,
+    ]
+
+
+def test_pipeline_runner_admits_under_max_active_and_waits_for_locks(tmp_path: Path) -> None:
+    policy = Policy.model_validate(
+        {"version": 1, "dispatch": {"max_active": 1}, "queue": {"required_checks": ["ci"]}}
+    )
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    performers = agents.performers()
+    performers.pop(cmd.RunExecutor)  # the first item stays executing, holding the lock
+    performers[cmd.RunExecutor] = lambda command, context: Performed()
+    harness = make_harness(tmp_path, policy, performers)
+    ref.append(harness)
+    first = harness.github.add_issue(REPO, title="one").number
+    second = harness.github.add_issue(REPO, title="two").number
+
+    harness.deliver("issues", labeled_payload(first, MAINTAINER))
+    harness.deliver("issues", labeled_payload(second, MAINTAINER), delivery_id="2")
+    harness.drain()
+
+    states = {i.issue: i.state for i in harness.service.items(REPO)}
+    assert states == {first: WorkState.EXECUTING, second: WorkState.QUEUED}
+
+    # the first is cancelled by a human: its slot and lock go to the second
+    harness.service.submit(REPO, first, ev.CancelRequested(MAINTAINER))
+    harness.drain()
+    states = {i.issue: i.state for i in harness.service.items(REPO)}
+    assert states == {first: WorkState.CANCELLED, second: WorkState.EXECUTING}
+    assert harness.locks.held(REPO, f"issue-{first}") == ()
+    assert [lease.subsystem for lease in harness.locks.held(REPO, f"issue-{second}")] == ["default"]
+
+
+def _queued_item(harness: Harness) -> tuple[int, int, str]:
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    harness.drain()
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.QUEUED_FOR_MERGE
+    assert item.pr is not None
+    assert item.head_sha is not None
+    return issue, item.pr, item.head_sha
+
+
+def test_pipeline_runner_sends_a_humans_change_request_back_to_the_executor(
+    tmp_path: Path,
+) -> None:
+    harness, agents = _setup(tmp_path)
+    issue, pr, head = _queued_item(harness)
+
+    payload = review_payload(pr, head, "changes_requested", MAINTAINER, "Please add a test.")
+    harness.deliver("pull_request_review", payload)
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.QUEUED_FOR_MERGE
+    assert item.review_rounds == 1
+    assert item.head_sha != head
+    assert agents.calls.count("execute") == 2
+    assert agents.calls.count("review") == 2
+    queue = harness.queue.state(REPO, "main")
+    assert queue is not None
+    entry = queue.entry(pr)
+    assert entry is not None
+    assert entry.head_sha == item.head_sha
+    # a bot's review is not a human's: it changes nothing
+    bot = review_payload(pr, item.head_sha, "changes_requested", "other[bot]", "nit")
+    harness.deliver("pull_request_review", bot)
+    harness.drain()
+    again = harness.service.item(REPO, issue)
+    assert again is not None
+    assert again.version == item.version
+
+
+def test_pipeline_runner_re_reviews_a_pushed_head_and_fails_on_a_closed_pr(
+    tmp_path: Path,
+) -> None:
+    harness, agents = _setup(tmp_path)
+    issue, pr, head = _queued_item(harness)
+    pushed = "b" * 40
+    harness.github.push_to_pull(REPO, pr, pushed)
+
+    harness.deliver("pull_request", pull_request_payload("synchronize", pr, pushed))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.head_sha == pushed
+    assert item.reviewed_sha == pushed
+    assert agents.calls.count("review") == 2
+    assert [r.commit_sha for r in harness.github.list_reviews(REPO, pr)] == [head, pushed]
+
+    harness.deliver("pull_request", pull_request_payload("closed", pr, pushed, merged=False))
+    harness.drain()
+    closed = harness.service.item(REPO, issue)
+    assert closed is not None
+    assert closed.state is WorkState.FAILED
+    assert harness.locks.held(REPO, f"issue-{issue}") == ()
+
+
+def test_pipeline_runner_cancels_on_label_removal_before_execution(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    performers = agents.performers()
+    performers[cmd.RunPlanReview] = lambda command, context: Performed()  # still reviewing
+    harness = make_harness(tmp_path, _policy(), performers)
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    harness.drain()
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER, action="unlabeled"))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.CANCELLED
+    assert agents.calls == ["plan"]
+
+
+def test_pipeline_runner_lock_waiters_get_the_lock_when_it_is_released(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    performers = agents.performers()
+    performers[cmd.RunExecutor] = lambda command, context: Performed()  # stays executing
+    harness = make_harness(tmp_path, _policy(), performers, lock_poll_seconds=3600)
+    ref.append(harness)
+    first = harness.github.add_issue(REPO, title="one").number
+    second = harness.github.add_issue(REPO, title="two").number
+    harness.deliver("issues", labeled_payload(first, MAINTAINER))
+    harness.deliver("issues", labeled_payload(second, MAINTAINER), delivery_id="2")
+    harness.drain()
+    states = {i.issue: i.state for i in harness.service.items(REPO)}
+    assert states == {first: WorkState.EXECUTING, second: WorkState.WAITING_FOR_LOCKS}
+    waiting = harness.service.item(REPO, second)
+    assert waiting is not None
+    assert waiting.waiting_on == ("default",)
+
+    # a takeover moves the lock to the human; the waiter keeps waiting ...
+    harness.service.submit(REPO, first, ev.TakeoverRequested(MAINTAINER))
+    harness.drain()
+    assert [lease.holder for lease in harness.locks.held(REPO, f"human:{MAINTAINER}")] == [
+        f"human:{MAINTAINER}"
+    ]
+    # ... until the human resumes (/trunkline resume -> the agents_resume job) and cancels
+    harness.jobs.enqueue(
+        NewJob(
+            kind=RESUME_JOB,
+            key=f"{RESUME_JOB}:{REPO}#{first}:77",
+            payload={"repo": REPO, "issue_number": first, "requested_by": MAINTAINER},
+        )
+    )
+    harness.drain()
+    resumed = harness.service.item(REPO, first)
+    assert resumed is not None
+    assert resumed.state is WorkState.EXECUTING
+    assert harness.locks.held(REPO, f"human:{MAINTAINER}") == ()
+    harness.service.submit(REPO, first, ev.CancelRequested(MAINTAINER))
+    harness.drain()  # no poll is due for an hour: the release itself nudges the waiter
+
+    states = {i.issue: i.state for i in harness.service.items(REPO)}
+    assert states == {first: WorkState.CANCELLED, second: WorkState.EXECUTING}

@@ -1,0 +1,167 @@
+"""Webhook handlers of the dispatch pipeline: GitHub events -> pipeline events.
+
+Performs I/O through its collaborators: the GitHub port of the delivery's installation
+(re-reads: the labeller's permission, the PR's head) and `PipelineService.submit` (one
+transaction per event). Runs inside the `process_delivery` job (at-least-once), which is
+safe because the state machine ignores duplicates: a repeated `Labeled` for a live item, a
+review of a SHA already handled, a head already known all decide to "no change".
+
+- `issues.labeled` / `issues.unlabeled` (issues only, not PRs) -> `Labeled` / `Unlabeled`;
+  the permission comes from `GitHubPort.get_permission`, never from the payload.
+- `pull_request_review.submitted` on a PR of a work item -> `HumanReview` (reviews by bots,
+  including the App's own verdicts, are ignored).
+- `pull_request.synchronize` -> `PrHeadChanged` with the head read through the API.
+- `pull_request.closed` -> `Merged` (merged) or `PrClosed`.
+- `admission_tick()`: a periodic task that runs `PipelineService.admit` for every repository
+  with items (a safety net: admission also runs after every decision that frees a slot).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from trunkline.bot.events import IssuesEvent, PullRequestEvent, PullRequestReviewEvent
+from trunkline.bot.router import RoutedEvent, Router
+from trunkline.github.model import Permission as GitHubPermission
+from trunkline.github.port import GitHubPort
+from trunkline.pipeline import events as ev
+from trunkline.pipeline.model import WorkItem
+from trunkline.pipeline.runner import PipelineService
+from trunkline.policies.model import Permission
+
+log = logging.getLogger(__name__)
+
+_REVIEW_STATES = {
+    "approved": ev.HumanReviewState.APPROVED,
+    "changes_requested": ev.HumanReviewState.CHANGES_REQUESTED,
+    "commented": ev.HumanReviewState.COMMENTED,
+}
+
+
+def policy_permission(permission: GitHubPermission) -> Permission | None:
+    """GitHub's role as the policy's permission (None: no access)."""
+    if permission is GitHubPermission.NONE:
+        return None
+    return Permission(permission.value)
+
+
+def _is_bot(login: str | None, account_type: str | None) -> bool:
+    return account_type == "Bot" or (login or "").endswith("[bot]")
+
+
+@dataclass
+class DispatchHandlers:
+    service: PipelineService
+    github_for: Callable[[int | None], GitHubPort]
+    #: Told the installation of every delivery before the repository's policy is read.
+    note_installation: Callable[[str, int | None], None] = lambda repo, installation: None
+
+    def register(self, router: Router) -> None:
+        router.add(self.on_labeled, "issues", "labeled")
+        router.add(self.on_unlabeled, "issues", "unlabeled")
+        router.add(self.on_review, "pull_request_review", "submitted")
+        router.add(self.on_synchronize, "pull_request", "synchronize")
+        router.add(self.on_closed, "pull_request", "closed")
+
+    # -- issues --------------------------------------------------------------------------
+
+    def on_labeled(self, routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, IssuesEvent) or payload.label is None:
+            return
+        if payload.issue.is_pull_request or payload.sender is None:
+            return
+        repo = payload.repository.full_name
+        installation = payload.installation.id if payload.installation else None
+        self.note_installation(repo, installation)
+        if payload.label.name != self.service.config_for(repo).dispatch_label:
+            return
+        github = self.github_for(installation)
+        permission = policy_permission(github.get_permission(repo, payload.sender.login))
+        self.service.submit(
+            repo,
+            payload.issue.number,
+            ev.Labeled(
+                repo, payload.issue.number, payload.sender.login, permission, payload.label.name
+            ),
+            installation_id=installation,
+        )
+
+    def on_unlabeled(self, routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, IssuesEvent) or payload.label is None:
+            return
+        if payload.issue.is_pull_request or payload.sender is None:
+            return
+        repo = payload.repository.full_name
+        if self.service.item(repo, payload.issue.number) is None:
+            return
+        self.service.submit(
+            repo,
+            payload.issue.number,
+            ev.Unlabeled(payload.sender.login, payload.label.name),
+        )
+
+    # -- pull requests -------------------------------------------------------------------
+
+    def _item_of_pr(self, repo: str, pr: int) -> WorkItem | None:
+        for item in self.service.items(repo):
+            if item.pr == pr:
+                return item
+        return None
+
+    def on_review(self, routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, PullRequestReviewEvent):
+            return
+        review = payload.review
+        login = review.user.login if review.user else None
+        if login is None or _is_bot(login, review.user.type if review.user else None):
+            return
+        state = _REVIEW_STATES.get(review.state.lower())
+        if state is None:
+            return
+        repo = payload.repository.full_name
+        item = self._item_of_pr(repo, payload.pull_request.number)
+        if item is None:
+            return
+        comments = (review.body,) if review.body else ()
+        self.service.submit(
+            repo, item.issue, ev.HumanReview(review.commit_id, state, login, comments)
+        )
+
+    def on_synchronize(self, routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, PullRequestEvent):
+            return
+        repo = payload.repository.full_name
+        item = self._item_of_pr(repo, payload.number)
+        if item is None:
+            return
+        installation = payload.installation.id if payload.installation else None
+        head = self.github_for(installation).get_pull(repo, payload.number).head_sha
+        self.service.submit(repo, item.issue, ev.PrHeadChanged(payload.number, head))
+
+    def on_closed(self, routed: RoutedEvent) -> None:
+        payload = routed.payload
+        if not isinstance(payload, PullRequestEvent):
+            return
+        repo = payload.repository.full_name
+        item = self._item_of_pr(repo, payload.number)
+        if item is None:
+            return
+        pull = payload.pull_request
+        if pull.merged:
+            event: ev.Event = ev.Merged(payload.number, pull.head.sha)
+        else:
+            by = payload.sender.login if payload.sender else "someone"
+            event = ev.PrClosed(payload.number, by)
+        self.service.submit(repo, item.issue, event)
+
+    # -- periodic ------------------------------------------------------------------------
+
+    def admission_tick(self) -> None:
+        for repo in self.service.repositories():
+            self.service.admit(repo)

@@ -1,0 +1,495 @@
+"""Performers of the pipeline's agent and git commands: one role run per command.
+
+Performs I/O through its collaborators: the model provider (`trunkline.agents`), the
+workspace (mirror, the item's worktree, pushes with a fresh installation token per git
+command), the sandbox (self-check commands), the GitHub port (issue text, the pull request)
+and the store (the saved plan, the takeover flag, the agent timeline).
+
+- `RunPlanner`: planner run with read-only tools on the item's worktree; the plan is saved
+  (`trunkline.agents.takeover.save_plan`) and evaluated by the policy engine on its paths
+  (the risk and subsystems are the policy's, never the agent's) -> `PlanReady`.
+- `RunPlanReview` -> `PlanReviewed` (`effective_verdict`: nits never block).
+- `RunExecutor`: executor run with the allowlisted commands in the sandbox, writes confined
+  to the plan's paths; the work is committed (changes outside the plan undone first)
+  -> `ExecutionDone` completed, or escalated (`no_changes`, the run's failure reason) with
+  the work in progress pushed. A run stopped by `/trunkline takeover` pushes its work and
+  reports `TakeoverRequested` (by the flag's login).
+- `RunSelfCheck`: every command of the policy's `agents.commands` in the sandbox
+  -> `SelfCheckDone` (passed when all exit 0; the summary names the first failure).
+- `PushAndOpenPr`: push the branch (never forced) and open the PR once (its number is kept
+  in the row's `data["pipeline_pr"]` so a retried job reuses it) -> `PrOpened`.
+- `RunReviewer`: reviewer run on exactly the command's SHA (the worktree is re-created from
+  the pushed branch when its head differs) -> `ReviewDone`.
+- the `agents_resume` job (from `/trunkline resume`): feeds `Resumed(by)`; the executor then
+  continues from the pushed branch (the worktree is re-created from it).
+
+Each run's `should_stop` is true when a human took the item over or when the item no longer
+waits for the command (cancelled, exited, superseded): the agent stops at its next turn
+boundary. Spend: each run starts from the item's spend so far (tokens and USD, so the
+item's caps hold across runs); executor turns and wall time are counted per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from trunkline.agents.agent_loop import RunContext, RunStatus, run_role
+from trunkline.agents.budget import BudgetLimits, PriceTable
+from trunkline.agents.budget import Spend as AgentSpend
+from trunkline.agents.contracts import Finding, Plan, Severity, effective_verdict
+from trunkline.agents.messages import Provider, Usage
+from trunkline.agents.redaction import Redactor
+from trunkline.agents.roles import (
+    EXECUTOR_TOOLS,
+    READ_ONLY_TOOLS,
+    executor_message,
+    executor_spec,
+    plan_review_message,
+    plan_reviewer_spec,
+    planner_message,
+    planner_spec,
+    review_message,
+    reviewer_spec,
+)
+from trunkline.agents.roles import WorkItem as AgentItem
+from trunkline.agents.sandbox import CommandAllowlist, CommandRefusedError, Sandbox
+from trunkline.agents.takeover import checkout_for_resume, load_plan, read_takeover, save_plan
+from trunkline.agents.timeline import TimelineSink
+from trunkline.agents.tools import Toolbox, WriteScope
+from trunkline.agents.work_item_rows import ItemRef, change_data, read_data
+from trunkline.agents.worktree_git import (
+    Author,
+    commit_all,
+    diff_since,
+    discard_changes_outside,
+    head_sha,
+)
+from trunkline.clock import Clock
+from trunkline.errors import TerminalError
+from trunkline.github.port import GitHubPort
+from trunkline.pipeline import commands as cmd
+from trunkline.pipeline import events as ev
+from trunkline.pipeline.model import RiskAssessment, Spend, Verdict
+from trunkline.pipeline.performers import GitHubFor, PolicyFor
+from trunkline.pipeline.runner import CommandContext, Performed, PipelineService
+from trunkline.policies.evaluation import Change, evaluate
+from trunkline.policies.model import Policy
+from trunkline.store.jobs import ClaimedJob
+from trunkline.workspace.errors import PushRejectedError
+from trunkline.workspace.gitrunner import run_git
+from trunkline.workspace.model import RepositorySpec, Worktree, slugify
+from trunkline.workspace.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+RESUME_JOB = "agents_resume"
+PR_KEY = "pipeline_pr"
+_FEEDBACK_LIMIT = 2000
+
+
+def run_limits(policy: Policy) -> BudgetLimits:
+    """The policy's per-item caps (`agents.budget`, executor turns, review rounds)."""
+    budget = policy.agents.budget
+    return BudgetLimits(
+        tokens=budget.tokens,
+        usd=Decimal(str(budget.usd)),
+        wall_seconds=budget.wall.total_seconds(),
+        executor_turns=policy.agents.executor.max_turns,
+        review_rounds=policy.agents.reviewer.max_rounds,
+    )
+
+
+def feedback_findings(feedback: Sequence[str]) -> tuple[Finding, ...]:
+    """Change requests (reviewer summaries, human comments, failed checks) as findings."""
+    return tuple(
+        Finding(severity=Severity.MAJOR, message=text.strip()[:_FEEDBACK_LIMIT])
+        for text in feedback
+        if text.strip()
+    )
+
+
+def risk_of(policy: Policy, paths: Sequence[str]) -> RiskAssessment:
+    """The policy engine's assessment of a plan that touches `paths` (as modified files)."""
+    evaluation = evaluate(policy, Change(modified=tuple(paths)))
+    return RiskAssessment(
+        level=evaluation.risk,
+        reasons=tuple(reason.message for reason in evaluation.reasons),
+        subsystems=evaluation.subsystem_names,
+        plan_approval_required=evaluation.approvals.plan_approval,
+    )
+
+
+def pull_request_body(item_issue: int, command: cmd.PushAndOpenPr) -> str:
+    reasons = "".join(f"\n- {reason}" for reason in command.reasons) or "\n- (none)"
+    return (
+        f"Closes #{item_issue}.\n\n"
+        f"## Plan\n\n{command.plan_summary}\n\n"
+        f"## Risk: {command.risk}\n{reasons}\n\n"
+        f"## Spend\n\n{command.spend.tokens} tokens, ${command.spend.usd}\n\n"
+        f"<sub>Opened by trunkline for #{item_issue}.</sub>\n"
+    )
+
+
+def merge_base(worktree: Path, base_sha: str) -> str:
+    return run_git(worktree, "merge-base", "HEAD", base_sha).text
+
+
+@dataclass
+class AgentPerformers:
+    engine: Engine
+    service: PipelineService
+    github_for: GitHubFor
+    policy_for: PolicyFor
+    workspace: Workspace
+    spec_for: Callable[[str], RepositorySpec]
+    token_for: Callable[[int | None], str | None]
+    provider: Provider
+    sandbox_for: Callable[[Path], Sandbox]
+    timeline_for: Callable[[], TimelineSink]
+    clock: Clock
+    redactor: Redactor
+    prices: PriceTable
+    author: Author
+    model: str | None = None  # overrides the policy's models (e.g. the operator's setting)
+    max_tokens: int = 8192
+    result_cap: int = 4000
+
+    def register(self, service: PipelineService) -> None:
+        service.register(cmd.RunPlanner, self.run_planner)
+        service.register(cmd.RunPlanReview, self.run_plan_review)
+        service.register(cmd.RunExecutor, self.run_executor)
+        service.register(cmd.RunSelfCheck, self.run_self_check)
+        service.register(cmd.PushAndOpenPr, self.push_and_open_pr)
+        service.register(cmd.RunReviewer, self.run_reviewer)
+
+    # -- shared pieces -------------------------------------------------------------------
+
+    def _ref(self, context: CommandContext) -> ItemRef:
+        return ItemRef(context.repo, context.issue)
+
+    def _github(self, context: CommandContext) -> GitHubPort:
+        return self.github_for(context.installation_id)
+
+    def _agent_item(self, context: CommandContext) -> AgentItem:
+        issue = self._github(context).get_issue(context.repo, context.issue)
+        return AgentItem(key=context.item.key, title=issue.title, body=issue.body or "")
+
+    def _worktree(self, context: CommandContext, *, fresh: bool = False) -> Worktree:
+        policy = self.policy_for(context.repo)
+        spec = self.spec_for(context.repo)
+        title = self._github(context).get_issue(context.repo, context.issue).title
+        token = self.token_for(context.installation_id)
+        if fresh:
+            return checkout_for_resume(
+                self.workspace, spec, self._ref(context), slugify(title), policy.queue.base, token
+            )
+        return self.workspace.create_worktree(
+            spec, context.issue, slugify(title), policy.queue.base, token
+        )
+
+    def _context(self, context: CommandContext, key: str, model: str) -> RunContext:
+        ref = self._ref(context)
+        spent = context.item.spend
+
+        def should_stop() -> bool:
+            if read_takeover(self.engine, ref).active:
+                return True
+            return not self.service.still_awaits(context.repo, context.issue, key)
+
+        return RunContext(
+            work_item=context.item.key,
+            model=self.model or model,
+            provider=self.provider,
+            prices=self.prices,
+            limits=run_limits(self.policy_for(context.repo)),
+            clock=self.clock,
+            timeline=self.timeline_for(),
+            redactor=self.redactor,
+            should_stop=should_stop,
+            result_cap=self.result_cap,
+            spend=AgentSpend(usage=Usage(input_tokens=spent.tokens), usd=spent.usd),
+        )
+
+    @staticmethod
+    def _spend(run: RunContext) -> Spend:
+        return Spend(tokens=run.spend.tokens, usd=run.spend.usd)
+
+    def _stopped(
+        self,
+        context: CommandContext,
+        run: RunContext,
+        status: RunStatus,
+        reason: str | None,
+        detail: str,
+    ) -> Performed:
+        """A role run that produced nothing: why, as the pipeline's event."""
+        if status is RunStatus.TAKEN_OVER:
+            takeover = read_takeover(self.engine, self._ref(context))
+            if takeover.active and takeover.by:
+                return Performed(ev.TakeoverRequested(takeover.by))
+            return Performed()  # the item no longer waits for this run: nothing to report
+        if status is RunStatus.EXHAUSTED:
+            return Performed(ev.BudgetExhausted(reason or "budget", self._spend(run)))
+        raise TerminalError(f"{reason or 'failed'}: {detail}")
+
+    def _plan(self, context: CommandContext, plan_id: str) -> Plan:
+        plan = load_plan(self.engine, self._ref(context))
+        if plan is None or plan.plan_id != plan_id:
+            raise TerminalError(f"{context.item.key}: the approved plan {plan_id} is not saved")
+        return plan
+
+    # -- roles ---------------------------------------------------------------------------
+
+    def run_planner(self, command: cmd.RunPlanner, context: CommandContext) -> Performed:
+        policy = self.policy_for(context.repo)
+        worktree = self._worktree(context)
+        run = self._context(context, command.key, policy.agents.planner.model)
+        findings = feedback_findings((command.feedback,))
+        result = run_role(
+            run,
+            planner_spec(self.max_tokens),
+            Toolbox(worktree.path, READ_ONLY_TOOLS),
+            planner_message(self._agent_item(context), findings),
+        )
+        if result.product is None:
+            return self._stopped(context, run, result.status, result.reason, result.detail)
+        plan = result.product
+        save_plan(self.engine, self._ref(context), plan)
+        return Performed(
+            ev.PlanReady(
+                answers=command.key,
+                plan_id=plan.plan_id,
+                summary=plan.summary,
+                paths=tuple(plan.paths),
+                evaluation=risk_of(policy, plan.paths),
+                spend=self._spend(run),
+            )
+        )
+
+    def run_plan_review(self, command: cmd.RunPlanReview, context: CommandContext) -> Performed:
+        policy = self.policy_for(context.repo)
+        plan = self._plan(context, command.plan_id)
+        worktree = self._worktree(context)
+        run = self._context(context, command.key, policy.agents.reviewer.model)
+        result = run_role(
+            run,
+            plan_reviewer_spec(self.max_tokens, plan),
+            Toolbox(worktree.path, READ_ONLY_TOOLS),
+            plan_review_message(self._agent_item(context), plan),
+        )
+        if result.product is None:
+            return self._stopped(context, run, result.status, result.reason, result.detail)
+        review = result.product
+        return Performed(
+            ev.PlanReviewed(
+                answers=command.key,
+                plan_id=plan.plan_id,
+                verdict=Verdict(effective_verdict(review).value),
+                summary=_review_text(review.summary, review.findings),
+                spend=self._spend(run),
+            )
+        )
+
+    def run_executor(self, command: cmd.RunExecutor, context: CommandContext) -> Performed:
+        policy = self.policy_for(context.repo)
+        plan = self._plan(context, command.plan_id)
+        resumed = _resumed(context)
+        worktree = self._worktree(context, fresh=resumed)
+        base = merge_base(worktree.path, worktree.base_sha)
+        commands = tuple(policy.agents.commands)
+        toolbox = Toolbox(
+            worktree.path,
+            EXECUTOR_TOOLS,
+            sandbox=self.sandbox_for(worktree.path),
+            allowlist=CommandAllowlist.of(commands),
+            write_scope=tuple(plan.paths),
+        )
+        run = self._context(context, command.key, policy.agents.executor.model)
+        history = ""
+        if resumed:
+            history = run_git(worktree.path, "log", "--format=%h %an: %s", f"{base}..HEAD").text
+        result = run_role(
+            run,
+            executor_spec(self.max_tokens, toolbox.commands),
+            toolbox,
+            executor_message(
+                self._agent_item(context),
+                plan,
+                commands,
+                feedback_findings(command.feedback),
+                history,
+            ),
+        )
+        label = "completed" if result.product is not None else (result.reason or "stopped")
+        self._commit(
+            worktree,
+            plan,
+            context,
+            f"{label}: "
+            + (result.product.summary if result.product is not None else "work in progress"),
+        )
+        if result.product is None:
+            self._push_quietly(context, worktree)
+            return self._stopped(context, run, result.status, result.reason, result.detail)
+        if head_sha(worktree.path) == base:
+            return Performed(
+                ev.ExecutionDone(
+                    command.key, ev.ExecutionKind.ESCALATED, "no_changes", self._spend(run)
+                )
+            )
+        return Performed(
+            ev.ExecutionDone(command.key, ev.ExecutionKind.COMPLETED, "", self._spend(run))
+        )
+
+    def _commit(self, worktree: Worktree, plan: Plan, context: CommandContext, text: str) -> None:
+        scope = WriteScope(plan.paths)
+        discard_changes_outside(worktree.path, scope.allows)
+        message = self.redactor.redact(
+            f"{context.item.key}: {text.splitlines()[0][:60] if text else 'changes'}\n\n"
+            f"Trunkline-Work-Item: {context.item.key}\n"
+            f"Trunkline-Round: {context.item.exec_round}\n"
+        )
+        commit_all(worktree.path, message, self.author)
+
+    def _push_quietly(self, context: CommandContext, worktree: Worktree) -> None:
+        """Push the work in progress so a human can pick it up (never forced)."""
+        try:
+            self.workspace.push_branch(
+                self.spec_for(context.repo), worktree, self.token_for(context.installation_id)
+            )
+        except PushRejectedError as error:
+            log.warning(
+                "work in progress not pushed", extra={"item": context.item.key, "error": str(error)}
+            )
+
+    def run_self_check(self, command: cmd.RunSelfCheck, context: CommandContext) -> Performed:
+        policy = self.policy_for(context.repo)
+        worktree = self._worktree(context)
+        sandbox = self.sandbox_for(worktree.path)
+        ran: list[str] = []
+        for line in policy.agents.commands:
+            try:
+                outcome = sandbox.run(shlex.split(line))
+            except CommandRefusedError as error:
+                raise TerminalError(f"self-check could not run {line!r}: {error}") from error
+            ran.append(line)
+            if outcome.exit_code != 0 or outcome.timed_out:
+                tail = "\n".join(outcome.output.strip().splitlines()[-20:])
+                why = "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}"
+                summary = f"`{line}` failed ({why}):\n\n```\n{tail}\n```"
+                return Performed(ev.SelfCheckDone(command.key, False, summary[:_FEEDBACK_LIMIT]))
+        summary = "passed: " + (", ".join(f"`{line}`" for line in ran) or "no commands")
+        return Performed(ev.SelfCheckDone(command.key, True, summary))
+
+    def push_and_open_pr(self, command: cmd.PushAndOpenPr, context: CommandContext) -> Performed:
+        policy = self.policy_for(context.repo)
+        worktree = self._worktree(context)
+        spec = self.spec_for(context.repo)
+        sha = self.workspace.push_branch(spec, worktree, self.token_for(context.installation_id))
+        github = self._github(context)
+        ref = self._ref(context)
+        number = command.pr
+        if number is None:
+            recorded = read_data(self.engine, ref).get(PR_KEY) or {}
+            if recorded.get("run") == context.item.run:
+                number = int(recorded["number"])
+        if number is None:
+            title = github.get_issue(context.repo, context.issue).title
+            pull = github.create_pull(
+                context.repo,
+                title=title,
+                head=worktree.branch,
+                base=policy.queue.base,
+                body=pull_request_body(context.issue, command),
+            )
+            number = pull.number
+            run = context.item.run
+
+            def remember(data: dict[str, Any]) -> dict[str, Any]:
+                return {**data, PR_KEY: {"run": run, "number": number}}
+
+            change_data(self.engine, ref, remember)
+        return Performed(ev.PrOpened(command.key, number, sha))
+
+    def run_reviewer(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
+        policy = self.policy_for(context.repo)
+        plan_id = context.item.plan_id or ""
+        plan = self._plan(context, plan_id)
+        worktree = self._worktree(context)
+        if head_sha(worktree.path) != command.sha:
+            worktree = self._worktree(context, fresh=True)
+            if head_sha(worktree.path) != command.sha:
+                raise TerminalError(
+                    f"the branch is at {head_sha(worktree.path)[:12]}, not {command.sha[:12]}"
+                )
+        diff = diff_since(worktree.path, merge_base(worktree.path, worktree.base_sha))
+        run = self._context(context, command.key, policy.agents.reviewer.model)
+        result = run_role(
+            run,
+            reviewer_spec(self.max_tokens, command.sha),
+            Toolbox(worktree.path, READ_ONLY_TOOLS),
+            review_message(self._agent_item(context), plan, command.sha, diff),
+        )
+        if result.product is None:
+            return self._stopped(context, run, result.status, result.reason, result.detail)
+        review = result.product
+        return Performed(
+            ev.ReviewDone(
+                answers=command.key,
+                sha=command.sha,
+                verdict=Verdict(effective_verdict(review).value),
+                findings=len(review.findings),
+                summary=_review_text(review.summary, review.findings),
+                spend=self._spend(run),
+            )
+        )
+
+    def resume_job(self, job: ClaimedJob) -> None:
+        """The `agents_resume` job handler (see `resume_handler`)."""
+        resume_handler(self.service)(job)
+
+
+def resume_handler(service: PipelineService) -> Callable[[ClaimedJob], None]:
+    """The `agents_resume` job handler: `/trunkline resume` (enqueued by the takeover
+    handlers' `JobLauncher`) -> the pipeline's `Resumed(by)`. Idempotent: the pipeline
+    ignores a `Resumed` for an item that is not taken over."""
+
+    def handle(job: ClaimedJob) -> None:
+        repo = str(job.payload["repo"])
+        issue = int(job.payload["issue_number"])
+        by = str(job.payload.get("requested_by") or "someone")
+        if service.item(repo, issue) is None:
+            raise TerminalError(f"{repo}#{issue} is not a pipeline work item")
+        service.submit(repo, issue, ev.Resumed(by))
+
+    return handle
+
+
+def _resumed(context: CommandContext) -> bool:
+    """True when the executor continues after a takeover (its branch may have new commits)."""
+    history = context.item.history
+    return (
+        bool(history)
+        and history[-1].from_state is not None
+        and (history[-1].from_state.value == "taken_over")
+    )
+
+
+def _review_text(summary: str, findings: Sequence[Finding]) -> str:
+    lines = [summary.strip()]
+    for finding in findings:
+        where = (
+            f"{finding.path}:{finding.line}"
+            if finding.path and finding.line
+            else (finding.path or "")
+        )
+        lines.append(f"- [{finding.severity}] {where} {finding.message}".replace("  ", " "))
+    return "\n".join(line for line in lines if line)[: _FEEDBACK_LIMIT * 2]

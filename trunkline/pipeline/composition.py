@@ -1,0 +1,173 @@
+"""Wiring of the dispatch pipeline into a bot service (`build_service(configure=...)`).
+
+Performs I/O only when called: it builds the runner, its performers and the webhook
+handlers from `Settings` and the service's engine, and registers them (job kinds
+`pipeline_command` and `agents_resume`, the dispatch webhook routes, the admission tick).
+
+Policies: each repository's `.github/trunkline.yml` is read through the GitHub port of the
+installation that delivered its events (noted by the webhook handlers, else
+`data["installation_id"]` of its items) at
+`policy_ref` (default `main`), cached for `policy_ttl_seconds`. An invalid policy is a
+`TerminalError` naming the first problem: nothing is dispatched under a policy that does
+not load.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from trunkline.agents.composition import (
+    author_of,
+    build_provider,
+    build_redactor,
+    build_sandbox,
+    price_table,
+)
+from trunkline.agents.sandbox import Sandbox
+from trunkline.agents.store_timeline import StoreTimeline
+from trunkline.agents.timeline import TimelineSink
+from trunkline.bot.dispatch_handlers import DispatchHandlers
+from trunkline.bot.gate_runner import QueuePort, read_policy
+from trunkline.bot.service import Service
+from trunkline.clock import Clock, SystemClock
+from trunkline.errors import TerminalError
+from trunkline.github.port import GitHubPort
+from trunkline.locks.leases import LockManager
+from trunkline.pipeline.agent_performers import RESUME_JOB, AgentPerformers
+from trunkline.pipeline.config import PipelineConfig
+from trunkline.pipeline.performers import GitHubPerformers
+from trunkline.pipeline.runner import PipelineService
+from trunkline.pipeline.store import INSTALLATION_KEY
+from trunkline.policies.model import Policy
+from trunkline.store.tables import WorkItem as WorkItemRow
+from trunkline.workspace.model import Identity, RepositorySpec
+from trunkline.workspace.workspace import Workspace
+
+ADMISSION_TICK_SECONDS = 30.0
+
+
+def installation_of(engine: Engine, repo: str) -> int | None:
+    """The installation id recorded with any work item of `repo` (None: none recorded)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(WorkItemRow.data).where(WorkItemRow.repo_full_name == repo)
+        ).scalars()
+        for data in rows:
+            value = (data or {}).get(INSTALLATION_KEY)
+            if value is not None:
+                return int(value)
+    return None
+
+
+@dataclass
+class RepositoryPolicies:
+    """Each repository's policy, read through GitHub and cached for `ttl_seconds`."""
+
+    engine: Engine
+    github_for: Callable[[int | None], GitHubPort]
+    clock: Clock
+    ref: str = "main"
+    ttl_seconds: float = 60.0
+    _cache: dict[str, tuple[float, Policy]] = field(default_factory=dict)
+    _installations: dict[str, int] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def note_installation(self, repo: str, installation_id: int | None) -> None:
+        """The installation a delivery for `repo` came from (read before any item exists)."""
+        if installation_id is not None:
+            with self._guard:
+                self._installations[repo] = installation_id
+
+    def installation(self, repo: str) -> int | None:
+        with self._guard:
+            noted = self._installations.get(repo)
+        return noted if noted is not None else installation_of(self.engine, repo)
+
+    def remember(self, repo: str, policy: Policy) -> None:
+        with self._guard:
+            self._cache[repo] = (self.clock.monotonic(), policy)
+
+    def __call__(self, repo: str) -> Policy:
+        with self._guard:
+            cached = self._cache.get(repo)
+        if cached is not None and self.clock.monotonic() - cached[0] < self.ttl_seconds:
+            return cached[1]
+        loaded = read_policy(self.github_for(self.installation(repo)), repo, self.ref)
+        if not isinstance(loaded, Policy):
+            raise TerminalError(f"the policy of {repo} does not load: {loaded[0]}")
+        self.remember(repo, loaded)
+        return loaded
+
+    def config(self, repo: str) -> PipelineConfig:
+        return PipelineConfig.of(self(repo))
+
+
+@dataclass(frozen=True)
+class DispatchWiring:
+    pipeline: PipelineService
+    handlers: DispatchHandlers
+    policies: RepositoryPolicies
+
+
+def configure_dispatch(
+    service: Service,
+    *,
+    queue: QueuePort,
+    github_for: Callable[[int | None], GitHubPort],
+    token_for: Callable[[int | None], str | None],
+    repository_url: Callable[[str], str],
+    clock: Clock | None = None,
+    policies: RepositoryPolicies | None = None,
+) -> DispatchWiring:
+    """Register the dispatch pipeline on `service` (for `build_service(configure=...)`).
+
+    `github_for` / `token_for`: installation id -> its GitHub port / a fresh installation
+    token (`InstallationClients.for_installation` / `.tokens(id).token()`);
+    `repository_url`: `OWNER/REPO` -> its clone URL without credentials.
+    """
+    settings = service.settings
+    engine = service.engine
+    clock = clock or SystemClock()
+    policies = policies or RepositoryPolicies(engine, github_for, clock)
+    pipeline = PipelineService(engine, clock, policies.config)
+    locks = LockManager(engine)
+    GitHubPerformers(github_for, policies, locks, queue).register(pipeline)
+    data_dir = Path(settings.data_dir)
+
+    def sandbox_for(worktree: Path) -> Sandbox:
+        return build_sandbox(settings, worktree)
+
+    def timeline_for() -> TimelineSink:
+        return StoreTimeline(engine)
+
+    agents = AgentPerformers(
+        engine=engine,
+        service=pipeline,
+        github_for=github_for,
+        policy_for=policies,
+        workspace=Workspace(
+            data_dir, Identity(settings.git_author_name, settings.git_author_email)
+        ),
+        spec_for=lambda repo: RepositorySpec(repo, repository_url(repo)),
+        token_for=token_for,
+        provider=build_provider(settings),
+        sandbox_for=sandbox_for,
+        timeline_for=timeline_for,
+        clock=clock,
+        redactor=build_redactor(settings),
+        prices=price_table(settings),
+        author=author_of(settings),
+        model=settings.agent_model,
+    )
+    agents.register(pipeline)
+    pipeline.register_handlers(service.handlers)
+    service.handlers.register(RESUME_JOB, agents.resume_job)
+    handlers = DispatchHandlers(pipeline, github_for, policies.note_installation)
+    handlers.register(service.router)
+    service.periodic.register("pipeline_admission", ADMISSION_TICK_SECONDS, handlers.admission_tick)
+    return DispatchWiring(pipeline, handlers, policies)

@@ -1,0 +1,256 @@
+"""Performers of the pipeline's GitHub, lock and merge-queue commands.
+
+Performs I/O through its collaborators only: the GitHub port of the item's installation,
+the `LockManager` and the merge queue (`QueuePort`, i.e. `QueueService`). Every performer is
+idempotent, because a job may run twice:
+
+- comments are sticky (`upsert_sticky_comment`) with keys derived from the item and the
+  command, so a repeat edits the same comment; labels are sets; lock calls are re-entrant;
+  the queue ignores an `Enqueue` of a PR already queued; a review is posted once per
+  (PR, SHA, verdict) because the performer first looks for its own review on that SHA;
+- the reviewer's verdict is a pull-request review by the App bound to the SHA, its body
+  `verdict_body` (the marker the merge queue's reviewer gate reads). On the App's own PR
+  (every agent PR) GitHub refuses APPROVE and REQUEST_CHANGES, so it is a COMMENT review;
+- `UpdateSticky` from an older version than the item's current one is skipped (a later
+  `UpdateSticky` exists: every change of an item emits one), so the last one wins.
+
+Locks: `AcquireLocks` calls `LockManager.acquire(..., wait=True)` with the policy's
+capacities; while refused it answers `LocksWaiting` and asks to be performed again after
+`lock_poll_seconds` (a third of the waiter TTL at most), which keeps its place in line.
+Leases are taken for `lock_ttl` (long: the item holds them until merged or exited).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from trunkline.bot.gate_runner import QueuePort, verdict_body
+from trunkline.errors import TerminalError
+from trunkline.github.model import ReviewEvent
+from trunkline.github.port import GitHubPort
+from trunkline.locks.capacities import UnknownSubsystemError, capacities_for
+from trunkline.locks.leases import Grant, LockManager
+from trunkline.pipeline import commands as cmd
+from trunkline.pipeline import events as ev
+from trunkline.pipeline.model import Verdict
+from trunkline.pipeline.runner import CommandContext, Performed, PipelineService
+from trunkline.policies.model import Policy
+from trunkline.queue import events as queue_events
+from trunkline.queue.config_from_policy import default_priority, queue_config_from_policy
+from trunkline.queue.gates import ReviewerVerdict
+
+GitHubFor = Callable[[int | None], GitHubPort]
+"""Installation id -> the GitHub port acting as that installation."""
+
+PolicyFor = Callable[[str], Policy]
+"""Repository -> its policy (the composition root reads and caches it)."""
+
+STATUS_KEY = "pipeline.status"
+_VERSION = re.compile(r":v(\d+):")
+_REVIEW_EVENTS = {
+    Verdict.APPROVE: ReviewEvent.APPROVE,
+    Verdict.REQUEST_CHANGES: ReviewEvent.REQUEST_CHANGES,
+    Verdict.ESCALATE: ReviewEvent.COMMENT,
+}
+
+
+def command_version(key: str) -> int:
+    """The item version a command key was decided at (`...:v<n>:name`)."""
+    match = _VERSION.search(key)
+    return int(match.group(1)) if match else 0
+
+
+def refusal_text(command: cmd.RefuseLabel) -> str:
+    return (
+        f"Thanks, @{command.user}! Handing an issue to trunkline with the "
+        f"`{command.label}` label needs at least **{command.min_permission}** access to "
+        f"this repository, so nothing was started. A maintainer can add the label if this "
+        f"issue should be worked on."
+    )
+
+
+def escalation_text(command: cmd.Escalate) -> str:
+    lines = [
+        f"**trunkline stopped working on this issue: {command.reason}.**",
+        "",
+        command.detail or "A human needs to decide how to continue.",
+        "",
+        f"Spent this run: {command.spend.tokens} tokens, ${command.spend.usd}.",
+    ]
+    if command.pr is not None:
+        lines.append(f"The work so far is in #{command.pr}.")
+    lines.append(
+        "Label the issue again to start a new run, or take it over with `/trunkline takeover`."
+    )
+    if command.notify:
+        lines.extend(["", "cc " + " ".join(_mention(p) for p in command.notify)])
+    return "\n".join(lines) + "\n"
+
+
+def _mention(principal: str) -> str:
+    return principal if principal.startswith("@") else f"@{principal}"
+
+
+@dataclass
+class GitHubPerformers:
+    """GitHub writes, locks and the merge queue for `PipelineService`."""
+
+    github_for: GitHubFor
+    policy_for: PolicyFor
+    locks: LockManager
+    queue: QueuePort | None = None
+    lock_ttl: timedelta = timedelta(hours=8)
+    lock_poll_seconds: float = 20.0
+    queued_by: str = "trunkline"
+
+    def register(self, service: PipelineService) -> None:
+        service.register(cmd.UpdateSticky, self.update_sticky)
+        service.register(cmd.ApplyLabel, self.apply_label)
+        service.register(cmd.RemoveLabel, self.remove_label)
+        service.register(cmd.RefuseLabel, self.refuse_label)
+        service.register(cmd.RequestPlanApproval, self.request_plan_approval)
+        service.register(cmd.CloseIssue, self.close_issue)
+        service.register(cmd.Escalate, self.escalate)
+        service.register(cmd.PostReview, self.post_review)
+        service.register(cmd.AcquireLocks, self.acquire_locks)
+        service.register(cmd.ReleaseLocks, self.release_locks)
+        service.register(cmd.TransferLocks, self.transfer_locks)
+        if self.queue is not None:
+            service.register(cmd.Enqueue, self.enqueue)
+            service.register(cmd.Dequeue, self.dequeue)
+
+    def _github(self, context: CommandContext) -> GitHubPort:
+        return self.github_for(context.installation_id)
+
+    # -- comments and labels -------------------------------------------------------------
+
+    def update_sticky(self, command: cmd.UpdateSticky, context: CommandContext) -> Performed:
+        if command_version(command.key) < context.item.version:
+            return Performed()  # a later UpdateSticky of this item carries the newer text
+        github = self._github(context)
+        github.upsert_sticky_comment(context.repo, context.issue, STATUS_KEY, command.text)
+        if command.pr is not None:
+            github.upsert_sticky_comment(context.repo, command.pr, STATUS_KEY, command.text)
+        return Performed()
+
+    def apply_label(self, command: cmd.ApplyLabel, context: CommandContext) -> Performed:
+        self._github(context).add_labels(context.repo, context.issue, [command.label])
+        return Performed()
+
+    def remove_label(self, command: cmd.RemoveLabel, context: CommandContext) -> Performed:
+        self._github(context).remove_label(context.repo, context.issue, command.label)
+        return Performed()
+
+    def refuse_label(self, command: cmd.RefuseLabel, context: CommandContext) -> Performed:
+        self._github(context).upsert_sticky_comment(
+            context.repo,
+            context.issue,
+            f"pipeline.refusal.{command.user}.run{context.item.run}",
+            refusal_text(command),
+        )
+        return Performed()
+
+    def request_plan_approval(
+        self, command: cmd.RequestPlanApproval, context: CommandContext
+    ) -> Performed:
+        reasons = "".join(f"\n- {reason}" for reason in command.reasons)
+        body = (
+            f"The plan `{command.plan_id}` is **{command.risk}** risk and needs a human's "
+            f"approval before any change is made:{reasons}\n\n{command.summary}\n\n"
+            f"Reply `/trunkline approve-plan` to approve it."
+        )
+        self._github(context).upsert_sticky_comment(
+            context.repo, context.issue, f"pipeline.plan-approval.{command.plan_id}", body
+        )
+        return Performed()
+
+    def close_issue(self, command: cmd.CloseIssue, context: CommandContext) -> Performed:
+        # The GitHub port has no "close issue" call; a PR body's `Closes #N` closes the
+        # issue when GitHub merges it, and this summary says what happened either way.
+        self._github(context).upsert_sticky_comment(
+            context.repo, context.issue, f"pipeline.summary.run{context.item.run}", command.summary
+        )
+        return Performed()
+
+    def escalate(self, command: cmd.Escalate, context: CommandContext) -> Performed:
+        self._github(context).upsert_sticky_comment(
+            context.repo,
+            context.issue,
+            f"pipeline.escalation.run{context.item.run}.{command.reason}",
+            escalation_text(command),
+        )
+        return Performed()
+
+    def post_review(self, command: cmd.PostReview, context: CommandContext) -> Performed:
+        github = self._github(context)
+        event = _REVIEW_EVENTS[command.verdict]
+        if github.get_pull(context.repo, command.pr).author.is_bot:
+            # GitHub refuses approvals and change requests on the App's own pull request;
+            # the verdict marker in the body is what the merge queue's gate reads.
+            event = ReviewEvent.COMMENT
+        body = verdict_body(ReviewerVerdict(command.verdict.value), command.summary)
+        for review in github.list_reviews(context.repo, command.pr):
+            if review.commit_sha == command.sha and review.body == body:
+                return Performed()  # posted by an earlier attempt
+        github.create_review(
+            context.repo, command.pr, commit_sha=command.sha, event=event, body=body
+        )
+        return Performed()
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def acquire_locks(self, command: cmd.AcquireLocks, context: CommandContext) -> Performed:
+        try:
+            capacities = capacities_for(self.policy_for(context.repo), command.subsystems)
+        except UnknownSubsystemError as error:
+            raise TerminalError(str(error)) from error
+        outcome = self.locks.acquire(
+            context.repo, command.holder, capacities, self.lock_ttl, wait=True
+        )
+        if isinstance(outcome, Grant):
+            epochs = tuple(sorted(outcome.epochs.items()))
+            return Performed(ev.LocksGranted(command.key, command.subsystems, epochs))
+        blocked = tuple(sorted({blocker.subsystem for blocker in outcome.blockers}))
+        return Performed(ev.LocksWaiting(command.key, blocked), repeat_after=self.lock_poll_seconds)
+
+    def release_locks(self, command: cmd.ReleaseLocks, context: CommandContext) -> Performed:
+        self.locks.release(context.repo, command.holder)
+        return Performed()
+
+    def transfer_locks(self, command: cmd.TransferLocks, context: CommandContext) -> Performed:
+        self.locks.transfer(context.repo, command.from_holder, command.to_holder, self.lock_ttl)
+        return Performed()
+
+    # -- merge queue ---------------------------------------------------------------------
+
+    def enqueue(self, command: cmd.Enqueue, context: CommandContext) -> Performed:
+        assert self.queue is not None
+        github = self._github(context)
+        policy = self.policy_for(context.repo)
+        try:
+            config = queue_config_from_policy(policy.queue)
+        except Exception as error:  # QueueConfigError is a ConfigurationError
+            raise TerminalError(f"the merge queue is not configured: {error}") from error
+        base = policy.queue.base
+        base_sha = github.get_ref(context.repo, f"heads/{base}").sha
+        self.queue.submit(
+            context.repo,
+            base,
+            queue_events.Enqueue(command.pr, command.head_sha, default_priority(policy)),
+            config=config,
+            base_sha=base_sha,
+        )
+        return Performed(ev.Enqueued(command.key, command.pr))
+
+    def dequeue(self, command: cmd.Dequeue, context: CommandContext) -> Performed:
+        assert self.queue is not None
+        base = self.policy_for(context.repo).queue.base
+        if self.queue.state(context.repo, base) is None:
+            return Performed()
+        self.queue.submit(
+            context.repo, base, queue_events.Dequeue(command.pr, self.queued_by, command.reason)
+        )
+        return Performed()
