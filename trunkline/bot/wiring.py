@@ -10,7 +10,10 @@ What is wired, sharing one set of installation clients, one workspace and one lo
 - the merge queue: webhook -> engine events, the `queue_effect` job, the periodic tick;
 - the gates: check runs, approvals, `/trunkline queue|dequeue|approve|retry|priority|explain`,
   the native merge queue's `merge_group` gate;
-- takeover and resume (`/trunkline takeover|resume`).
+- takeover and resume (`/trunkline takeover|resume`);
+- the dispatch pipeline (labeled issues -> planned, executed, reviewed, queued work), when an
+  agent provider is configured (the anthropic provider with its API key, or the scripted one
+  with its script); without one the rest still runs and the log says dispatch is off.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from trunkline.errors import TerminalError
 from trunkline.github.installations import InstallationClients
 from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
+from trunkline.pipeline.composition import configure_dispatch
 from trunkline.queue.composition import build_queue_runtime, installation_from_deliveries
 from trunkline.queue.crashpoints import crash_points_from_env
+from trunkline.settings import Settings
 from trunkline.workspace.model import Identity
 from trunkline.workspace.workspace import Workspace
 
@@ -81,6 +86,11 @@ def configure_bot(service: Service) -> None:
             raise MissingInstallationError("the webhook carried no App installation id")
         return clients.for_installation(installation)
 
+    def token_for(installation: int | None) -> str | None:
+        if installation is None:
+            return None
+        return clients.tokens(installation).token()
+
     queue_configure(runtime.queues, runtime.runner)(service)
     configure_queue_gates(service, runtime.queues, github_for)
     register_takeover_handlers(
@@ -92,3 +102,25 @@ def configure_bot(service: Service) -> None:
             locks=locks,
         ),
     )
+
+    if agents_configured(settings):
+        configure_dispatch(
+            service,
+            queue=runtime.queues,
+            github_for=github_for,
+            token_for=token_for,
+            repository_url=lambda repo: f"{settings.github_web_url.rstrip('/')}/{repo}.git",
+            clock=clock,
+        )
+    else:
+        log.warning(
+            "agents not configured: labeled issues are not dispatched (set "
+            "TRUNKLINE_ANTHROPIC_API_KEY, or TRUNKLINE_AGENT_PROVIDER=scripted with "
+            "TRUNKLINE_AGENT_SCRIPT)"
+        )
+
+
+def agents_configured(settings: Settings) -> bool:
+    if settings.agent_provider == "scripted":
+        return settings.agent_script is not None
+    return settings.anthropic_api_key is not None
