@@ -18,10 +18,11 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Protocol
@@ -164,6 +165,16 @@ def run_bounded(
     return exit_code, text, truncated, timed_out
 
 
+def python_installation() -> tuple[Path, ...]:
+    """The folders of the Python that runs trunkline (its virtual environment and base)."""
+    found = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent}
+    return tuple(sorted({path.resolve() for path in found}))
+
+
+def _under(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
 @dataclass(frozen=True)
 class BubblewrapSandbox:
     worktree: Path
@@ -172,6 +183,9 @@ class BubblewrapSandbox:
     output_cap: int = 64_000
     hidden_paths: tuple[Path, ...] = ()
     bwrap: str = "bwrap"
+    # Read-only inside even when the private /tmp would hide them (a virtual environment made
+    # under /tmp), never when they lie under a hidden path. They hold code, no secrets.
+    readable_paths: tuple[Path, ...] = field(default_factory=python_installation)
 
     def command_line(self, argv: Sequence[str]) -> list[str]:
         root = self.worktree.resolve()
@@ -182,9 +196,13 @@ class BubblewrapSandbox:
             "--proc", "/proc",
             "--tmpfs", SANDBOX_TMP,
         ]  # fmt: skip
-        for hidden in self.hidden_paths:
-            if hidden.is_dir():
-                line += ["--tmpfs", str(hidden.resolve())]
+        hidden_dirs = [hidden.resolve() for hidden in self.hidden_paths if hidden.is_dir()]
+        for hidden in hidden_dirs:
+            line += ["--tmpfs", str(hidden)]
+        for readable in self.readable_paths:
+            shadowed = _under(readable, Path(SANDBOX_TMP))
+            if shadowed and readable.is_dir() and not any(_under(readable, h) for h in hidden_dirs):
+                line += ["--ro-bind", str(readable), str(readable)]
         line += ["--bind", str(root), str(root)]
         if (root / ".git").exists():
             line += ["--ro-bind", str(root / ".git"), str(root / ".git")]
