@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,15 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=Path(".trunkline/forge"), help="data dir")
     parser.add_argument("--seed", type=Path, default=None, help="seed spec applied at start")
     parser.add_argument("--public-url", default=None, help="URL the forge is reached at")
+    parser.add_argument(
+        "--allow-public",
+        action="store_true",
+        help="listen on a non-loopback address (its /_forge admin endpoints, which set the "
+        "CI command it runs, have no authentication: only on a network you trust)",
+    )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -47,8 +57,20 @@ def _serve(args: argparse.Namespace) -> int:
     from trunkline.forge.server import create_app
     from trunkline.forge.state import ForgeState
 
+    if (
+        args.host not in LOOPBACK_HOSTS
+        and not args.host.startswith("127.")
+        and not args.allow_public
+    ):
+        print(
+            f"error: the forge is a local test double; refusing to listen on {args.host} "
+            "(its /_forge admin endpoints are unauthenticated). Use --allow-public to insist.",
+            file=sys.stderr,
+        )
+        return 2
     public_url = args.public_url or f"http://{args.host}:{args.port}"
-    forge = Forge(ForgeState.open(args.data), public_url)
+    # Git pushes into the data directory from other working directories: use absolute paths.
+    forge = Forge(ForgeState.open(args.data.resolve()), public_url)
     forge.start()
     try:
         if args.seed is not None:
@@ -64,7 +86,7 @@ def _seed(args: argparse.Namespace) -> int:
     from trunkline.forge.seed import apply_seed, load_spec
     from trunkline.forge.state import ForgeState
 
-    forge = Forge(ForgeState.open(args.data), args.public_url)
+    forge = Forge(ForgeState.open(args.data.resolve()), args.public_url)
     result = apply_seed(forge, load_spec(args.spec), args.spec.resolve().parent)
     forge.state.save()
     print(result.to_json())

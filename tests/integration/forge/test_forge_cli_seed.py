@@ -104,3 +104,31 @@ def test_seeding_twice_creates_nothing_twice(tmp_path: Path) -> None:
     assert len(state.repos) == 1
     assert len(state.labels) == 1
     assert len(state.users) == 1
+
+
+def test_seed_with_a_relative_data_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("print('hi')\n")
+    spec = {
+        "users": [{"login": "alice"}],
+        "app": {"owner": "alice"},
+        "repositories": [{"owner": "alice", "name": "demo", "source": "src"}],
+        "installation": {"account": "alice"},
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.chdir(tmp_path)
+    assert main(["forge", "seed", "spec.yaml", "--data", "forge-data"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert Path(result["repositories"]["alice/demo"]).is_absolute()
+    assert ForgeState.open(tmp_path / "forge-data").repo_by_name("alice", "demo") is not None
+
+
+def test_forge_refuses_a_public_address_unless_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["forge", "--host", "0.0.0.0", "--data", str(tmp_path / "d")])
+    assert code == 2
+    assert "--allow-public" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
