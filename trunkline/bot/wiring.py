@@ -70,6 +70,11 @@ def configure_bot(service: Service) -> None:
     workspace = Workspace(
         settings.data_dir, Identity(settings.git_author_name, settings.git_author_email)
     )
+    # A crash may have left git lock files and half-made worktrees: clean them before work
+    # (under each mirror's lock; the worktrees of work items stay).
+    for report in workspace.recover_all():
+        if not report.clean:
+            log.warning("cleaned what a crash left in a mirror", extra={"recovery": str(report)})
     runtime = build_queue_runtime(
         service.engine,
         clock,

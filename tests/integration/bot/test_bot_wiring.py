@@ -162,3 +162,37 @@ def test_takeover_by_a_read_only_user_is_refused_by_the_served_bot(
     replies = _wait_for("the polite refusal", lambda: _bot_replies(forge, issue["number"]))
     assert isinstance(replies, list)
     assert any("carol" in reply and "write" in reply for reply in replies), replies
+
+
+def test_composing_the_bot_cleans_what_a_crash_left_in_the_workspace(
+    forge: ForgeHandle, tmp_path: Path
+) -> None:
+    from trunkline.bot.service import build_service
+    from trunkline.bot.wiring import configure_bot
+    from trunkline.settings import Settings
+    from trunkline.workspace.model import Identity, RepositorySpec
+    from trunkline.workspace.workspace import Workspace
+
+    spec = RepositorySpec("alice/demo", f"{forge.base_url}/alice/demo.git")
+    mirror = Workspace(tmp_path, Identity("t", "t@example.com")).ensure_mirror(
+        spec, forge.token("alice")
+    )
+    stale = mirror / "packed-refs.lock"
+    stale.write_text("")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    migrated_engine(url).dispose()
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        github_api_url=forge.api_url,
+        github_web_url=forge.base_url,
+        github_app_id=str(forge.app_id),
+        github_private_key_path=forge.private_key_path,
+    )
+    service = build_service(settings, configure=configure_bot)
+    try:
+        assert not stale.exists()
+        assert (mirror / "HEAD").is_file()
+    finally:
+        service.engine.dispose()
