@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.routing import Route
@@ -50,6 +50,7 @@ def create_app(
     engine: Engine | None = None,
     on_jobs_enqueued: Callable[[int], None] | None = None,
     require_schema: bool = True,
+    expose_deliveries: bool = True,
 ) -> FastAPI:
     """Build the web application.
 
@@ -123,11 +124,16 @@ def create_app(
             return _json(503, {"ready": False, "reason": status.message})
         return _json(200, {"ready": True, "schema": list(status.current)})
 
-    @app.get("/api/deliveries")
-    def deliveries(
-        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    ) -> JSONResponse:
-        records = list_deliveries(db, limit=limit)
-        return JSONResponse([record.as_json() for record in records])
+    if expose_deliveries:
+        from trunkline.web.auth import token_guard
+
+        # Who sent what is for operators: behind TRUNKLINE_DASHBOARD_TOKEN when one is set
+        # (`serve` leaves the route out on a public address without a token).
+        @app.get("/api/deliveries", dependencies=[Depends(token_guard(settings))])
+        def deliveries(
+            limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        ) -> JSONResponse:
+            records = list_deliveries(db, limit=limit)
+            return JSONResponse([record.as_json() for record in records])
 
     return app

@@ -88,8 +88,13 @@ def serve(service: Service, *, host: str, port: int, threads: int) -> int:
     scheduler = LeaderScheduler(
         service.engine, service.periodic, lease_seconds=service.settings.job_lease_seconds
     )
+    from trunkline.web.auth import is_loopback
+
     app = create_app(
-        service.settings, engine=service.engine, on_jobs_enqueued=lambda _: pool.wake()
+        service.settings,
+        engine=service.engine,
+        on_jobs_enqueued=lambda _: pool.wake(),
+        expose_deliveries=is_loopback(host) or service.settings.dashboard_token is not None,
     )
     config = uvicorn.Config(
         app,

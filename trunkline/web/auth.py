@@ -1,8 +1,9 @@
 """Who may read the dashboard: a bearer token or basic-auth password, compared in constant time.
 
-Pure; performs no I/O. With no token configured every request is allowed (the dashboard then
-binds to loopback only; `trunkline dashboard` refuses a public address without a token).
-Basic auth accepts any user name with the token as password, so a browser can log in.
+Pure; performs no I/O (`token_guard` wraps `authorized` as a FastAPI dependency). With no
+token configured every request is allowed (the dashboard then binds to loopback only;
+`trunkline dashboard` refuses a public address without a token). Basic auth accepts any user
+name with the token as password, so a browser can log in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ import base64
 import binascii
 import hmac
 import ipaddress
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request
+
+from trunkline.settings import Settings
 
 CHALLENGE = 'Basic realm="trunkline", charset="UTF-8"'
 
@@ -47,3 +53,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def token_guard(settings: Settings) -> Callable[[Request], None]:
+    """A dependency that answers 401 unless the request carries the dashboard token."""
+    token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
+
+    def guard(request: Request) -> None:
+        if not authorized(request.headers.get("authorization"), token):
+            raise HTTPException(
+                status_code=401,
+                detail="authentication required",
+                headers={"WWW-Authenticate": CHALLENGE},
+            )
+
+    return guard

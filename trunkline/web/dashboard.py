@@ -24,7 +24,7 @@ from sqlalchemy import Engine
 from trunkline.clock import Clock
 from trunkline.settings import Settings
 from trunkline.web import queries
-from trunkline.web.auth import CHALLENGE, authorized
+from trunkline.web.auth import token_guard
 from trunkline.web.timeline import (
     Entry,
     Links,
@@ -70,21 +70,6 @@ def _static_files() -> dict[str, tuple[bytes, str]]:
         if suffix in _STATIC_TYPES:
             files[entry.name] = (entry.read_bytes(), _STATIC_TYPES[suffix])
     return files
-
-
-def token_guard(settings: Settings) -> Callable[[Request], None]:
-    """A dependency that answers 401 unless the request carries the dashboard token."""
-    token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else None
-
-    def guard(request: Request) -> None:
-        if not authorized(request.headers.get("authorization"), token):
-            raise HTTPException(
-                status_code=401,
-                detail="authentication required",
-                headers={"WWW-Authenticate": CHALLENGE},
-            )
-
-    return guard
 
 
 def _sse(event: str, data: dict[str, Any], event_id: str) -> str:

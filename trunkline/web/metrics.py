@@ -32,7 +32,7 @@ from trunkline.store.tables import (
     UTCDateTime,
     WorkItem,
 )
-from trunkline.web.dashboard import token_guard
+from trunkline.web.auth import token_guard
 from trunkline.web.queries import FINISHED_QUEUE_STATES
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

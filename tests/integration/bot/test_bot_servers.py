@@ -298,8 +298,14 @@ def test_serve_exposes_the_dashboard_publicly_only_behind_a_token(
     _wait_for(_ready(guarded_port, guarded_process), 60, "the guarded server to be ready")
     assert httpx.get(f"http://127.0.0.1:{open_port}/dashboard/", timeout=10).status_code == 404
     assert httpx.get(f"http://127.0.0.1:{open_port}/metrics", timeout=10).status_code == 404
+    deliveries = f"http://127.0.0.1:{open_port}/api/deliveries"
+    assert httpx.get(deliveries, timeout=10).status_code == 404
     guarded = f"http://127.0.0.1:{guarded_port}"
     assert httpx.get(f"{guarded}/dashboard/", timeout=10).status_code == 401
     bearer = {"Authorization": "Bearer dash-token"}
     assert httpx.get(f"{guarded}/dashboard/", headers=bearer, timeout=10).status_code == 200
     assert httpx.get(f"{guarded}/metrics", headers=bearer, timeout=10).status_code == 200
+    assert httpx.get(f"{guarded}/api/deliveries", timeout=10).status_code == 401
+    listed = httpx.get(f"{guarded}/api/deliveries", headers=bearer, timeout=10)
+    assert listed.status_code == 200
+    assert listed.json() == []
