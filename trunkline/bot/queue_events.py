@@ -10,7 +10,9 @@ the engine handles idempotently (a duplicate or late report changes nothing). Ma
   ignored); pushes to the queue's own integration branches are ignored;
 - `pull_request` synchronize -> `PrHeadChanged(pr, head.sha)` in every queue holding the PR;
 - `pull_request` closed without merge -> `Dequeue(pr, by=sender, reason="PR closed")`;
-- the scheduler's queue tick -> `Tick()` for every queue with entries or builds (timeouts).
+- the scheduler's queue tick -> `Tick()` for every queue with entries or builds (timeouts);
+- the scheduler's reconciler re-reads GitHub for what lost webhooks would have said
+  (`trunkline.queue.reconciler`).
 Install with `build_service(settings, configure=configure_queue)` (everything from the
 settings) or `configure=queue_configure(queues, runner)` (pieces built by the caller).
 """
@@ -24,6 +26,7 @@ from trunkline.bot.events import CheckRunEvent, PullRequestEvent, PushEvent
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.service import Service
 from trunkline.queue import events as ev
+from trunkline.queue.reconciler import queue_reconciler
 from trunkline.queue.runner import QueueEffectRunner, queue_conclusion
 from trunkline.queue.service import EFFECT_JOB, QueueService
 
@@ -112,6 +115,7 @@ def queue_configure(
         register_queue_events(service.router, queues)
         if runner is not None:
             service.handlers.register(EFFECT_JOB, runner.handle)
+            service.periodic.register_reconciler(queue_reconciler(queues, runner.access))
         service.periodic.register_queue_tick(queue_tick(queues))
 
     return configure

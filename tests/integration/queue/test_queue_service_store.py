@@ -23,7 +23,7 @@ from trunkline.bot.queue_events import queue_tick
 from trunkline.clock import FakeClock
 from trunkline.github.fake import FakeGitHub
 from trunkline.locks.leases import LockManager
-from trunkline.queue.effects import Comment, FastForwardBase, PostCheckRun
+from trunkline.queue.effects import BuildIntegration, Comment, FastForwardBase, PostCheckRun
 from trunkline.queue.events import (
     CheckCompleted,
     Enqueue,
@@ -319,3 +319,35 @@ def test_queue_tick_ejects_a_build_whose_checks_never_started(sqlite_engine: Eng
     outcome = state.outcome(7)
     assert outcome is not None
     assert outcome.kind is OutcomeKind.EJECTED
+
+
+def test_queue_reconciler_recovers_a_lost_check_webhook(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    from trunkline.github.model import CheckConclusion as GitHubConclusion
+    from trunkline.github.model import CheckRunRequest, CheckStatus
+    from trunkline.queue.reconciler import queue_reconciler
+
+    github = _fake()
+    pull = github.add_pull(REPO, head_ref="feature", head_sha=HEAD)
+    runner = _runner(sqlite_engine, github, tmp_path)
+    queues = runner.queues
+    queues.submit(REPO, BASE, Enqueue(pull.number, HEAD), config=CONFIG, base_sha=OLD)
+    effects = queues.submit(REPO, BASE, GatesUpdated(pull.number, HEAD, GATES))
+    build = next(e for e in effects if isinstance(e, BuildIntegration))
+    queues.complete_effect(build.key, [IntegrationBuilt(build.build_id, INTEGRATION)])
+    # CI reports on the integration commit, but its webhook never arrives.
+    github.create_check_run(
+        REPO,
+        CheckRunRequest("ci", INTEGRATION, CheckStatus.COMPLETED, GitHubConclusion.SUCCESS),
+    )
+    reconcile = queue_reconciler(queues, runner.access)
+    reconcile()
+
+    def fast_forwards() -> list[FastForwardBase]:
+        records = queues.outbox_records(REPO, BASE)
+        return [r.effect for r in records if isinstance(r.effect, FastForwardBase)]
+
+    assert [f.new_sha for f in fast_forwards()] == [INTEGRATION]
+    reconcile()  # reading again changes nothing
+    assert len(fast_forwards()) == 1

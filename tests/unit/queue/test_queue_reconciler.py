@@ -1,0 +1,99 @@
+"""The reconciler's pure part: GitHub's readings become the events lost webhooks carried."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from trunkline.github.model import CheckConclusion as GitHubConclusion
+from trunkline.github.model import CheckRun, CheckStatus
+from trunkline.queue import events as ev
+from trunkline.queue.effects import BuildIntegration
+from trunkline.queue.engine import initial_state, step
+from trunkline.queue.model import ALL_GATES, CheckConclusion, Priority, QueueConfig, QueueState
+from trunkline.queue.reconciler import PullReading, Readings, observations
+
+NOW = datetime(2026, 5, 1, 9, tzinfo=UTC)
+BASE, HEAD, INTEGRATION = "a" * 40, "b" * 40, "c" * 40
+
+
+def state_under_test() -> QueueState:
+    """PR 7 queued, gates passing, its integration commit under test."""
+    state = initial_state("acme/app", QueueConfig(base="main", required_checks=("ci",)), BASE)
+    state, _ = step(state, ev.Enqueue(7, HEAD, Priority.NORMAL), NOW)
+    reports = tuple(ev.GateReport(gate, True) for gate in ALL_GATES)
+    state, effects = step(state, ev.GatesUpdated(7, HEAD, reports), NOW)
+    (build,) = [effect for effect in effects if isinstance(effect, BuildIntegration)]
+    state, _ = step(state, ev.IntegrationBuilt(build.build_id, INTEGRATION), NOW)
+    return state
+
+
+def run(name: str, status: CheckStatus, conclusion: GitHubConclusion | None = None) -> CheckRun:
+    return CheckRun(1, name, INTEGRATION, status, conclusion, summary="from CI")
+
+
+def readings(
+    *,
+    base: str = BASE,
+    head: str = HEAD,
+    open_: bool = True,
+    merged: bool = False,
+    runs: tuple[CheckRun, ...] = (),
+) -> Readings:
+    return Readings(base, {7: PullReading(head, open_, merged)}, {INTEGRATION: runs})
+
+
+@pytest.mark.parametrize(
+    ("reading", "expected"),
+    [
+        (readings(), ()),
+        (readings(base="d" * 40), (ev.BaseMoved("d" * 40),)),
+        (readings(head="e" * 40), (ev.PrHeadChanged(7, "e" * 40),)),
+        (readings(open_=False), (ev.Dequeue(7, by="trunkline", reason="PR closed"),)),
+        (readings(open_=False, merged=True), ()),
+        (
+            readings(runs=(run("ci", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS),)),
+            (ev.CheckCompleted(INTEGRATION, "ci", CheckConclusion.SUCCESS, "from CI"),),
+        ),
+        (
+            readings(runs=(run("ci", CheckStatus.COMPLETED, GitHubConclusion.FAILURE),)),
+            (ev.CheckCompleted(INTEGRATION, "ci", CheckConclusion.FAILURE, "from CI"),),
+        ),
+        (
+            readings(runs=(run("ci", CheckStatus.IN_PROGRESS),)),
+            (ev.CheckStarted(INTEGRATION, "ci"),),
+        ),
+        (readings(runs=(run("ci", CheckStatus.QUEUED),)), ()),
+        (readings(runs=(run("lint", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS),)), ()),
+    ],
+    ids=[
+        "nothing-lost",
+        "base-moved",
+        "head-pushed",
+        "closed",
+        "merged-elsewhere-is-left-to-the-base",
+        "check-passed",
+        "check-failed",
+        "check-started",
+        "check-queued-is-not-started",
+        "not-a-required-check",
+    ],
+)
+def test_readings_become_the_events_of_lost_webhooks(
+    reading: Readings, expected: tuple[ev.Event, ...]
+) -> None:
+    assert observations(state_under_test(), reading) == expected
+
+
+def test_a_lost_check_report_lets_the_queue_fast_forward() -> None:
+    state = state_under_test()
+    passed = readings(runs=(run("ci", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS),))
+    effects: list[object] = []
+    for event in observations(state, passed):
+        state, produced = step(state, event, NOW)
+        effects.extend(produced)
+    assert [type(effect).__name__ for effect in effects].count("FastForwardBase") == 1
+    # Reading again after the engine knows: nothing new.
+    again = [step(state, event, NOW)[1] for event in observations(state, passed)]
+    assert all(not produced for produced in again)

@@ -1,0 +1,111 @@
+"""The queue's reconciler: re-read GitHub, so that a lost webhook only delays the queue.
+
+Webhooks are prompts to look, not facts (level-triggered). Every few minutes the scheduler's
+reconciler re-reads, for each queue with work in it, what the webhooks would have said: the
+base branch's SHA, each queued PR's head and whether it was closed, and the check runs on the
+integration commits under test. `observations` (pure) turns those readings into the same
+engine events the webhook handlers submit; the engine ignores what it already knows, so
+re-reading changes nothing when no webhook was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from trunkline.errors import TrunklineError
+from trunkline.github.model import CheckRun, CheckStatus
+from trunkline.queue import events as ev
+from trunkline.queue.model import QueueState
+from trunkline.queue.runner import RepositoryAccess, queue_conclusion
+from trunkline.queue.service import QueueService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PullReading:
+    head_sha: str
+    open: bool
+    merged: bool
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What GitHub says now about one queue's base, PRs and integration commits."""
+
+    base_sha: str
+    pulls: Mapping[int, PullReading]
+    check_runs: Mapping[str, tuple[CheckRun, ...]]  # integration SHA -> its check runs
+
+
+def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
+    """The engine events that tell `state` what `readings` show (pure)."""
+    found: list[ev.Event] = []
+    if readings.base_sha != state.base_sha:
+        found.append(ev.BaseMoved(readings.base_sha))
+    for entry in state.entries:
+        pull = readings.pulls.get(entry.pr)
+        if pull is None:
+            continue
+        if not pull.open and not pull.merged:
+            found.append(ev.Dequeue(entry.pr, by="trunkline", reason="PR closed"))
+        elif pull.head_sha != entry.head_sha:
+            found.append(ev.PrHeadChanged(entry.pr, pull.head_sha))
+    for build in state.builds:
+        sha = build.integration_sha
+        if sha is None:
+            continue
+        for run in readings.check_runs.get(sha, ()):
+            if run.name not in state.config.required_checks or run.head_sha != sha:
+                continue
+            if run.status is CheckStatus.COMPLETED:
+                conclusion = None if run.conclusion is None else run.conclusion.value
+                found.append(
+                    ev.CheckCompleted(
+                        sha, run.name, queue_conclusion(conclusion), run.summary or ""
+                    )
+                )
+            elif run.status is CheckStatus.IN_PROGRESS:
+                found.append(ev.CheckStarted(sha, run.name))
+    return tuple(found)
+
+
+def read(state: QueueState, access: RepositoryAccess) -> Readings:
+    """Read what the queue's webhooks report, through the repository's GitHub port."""
+    github, repo = access.github, state.repo
+    base_sha = github.get_ref(repo, f"heads/{state.config.base}").sha
+    pulls = {}
+    for entry in state.entries:
+        pull = github.get_pull(repo, entry.pr)
+        pulls[entry.pr] = PullReading(pull.head_sha, pull.state == "open", pull.merged)
+    runs = {
+        build.integration_sha: github.list_check_runs(repo, build.integration_sha)
+        for build in state.builds
+        if build.integration_sha is not None
+    }
+    return Readings(base_sha, pulls, runs)
+
+
+def queue_reconciler(
+    queues: QueueService, access: Callable[[str], RepositoryAccess]
+) -> Callable[[], None]:
+    """The scheduler task: reconcile every queue with entries or builds."""
+
+    def reconcile() -> None:
+        for state in queues.states():
+            if not (state.entries or state.builds):
+                continue
+            try:
+                events = observations(state, read(state, access(state.repo)))
+            except TrunklineError as error:  # one repository's trouble must not stop the rest
+                log.warning(
+                    "queue not reconciled",
+                    extra={"repo": state.repo, "base": state.base, "error": str(error)},
+                )
+                continue
+            for event in events:
+                queues.submit(state.repo, state.base, event)
+
+    return reconcile
