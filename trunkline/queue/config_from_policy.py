@@ -21,6 +21,12 @@ def queue_config_from_policy(queue: PolicyQueue) -> QueueConfig:
             "fast-forwards to commits whose required checks passed, so name at least one "
             "check (for example `required_checks: [ci]`)"
         )
+    if queue.merge_method.value == "rebase":
+        # A rebase puts each of the PR's commits on the base; only the last one is tested.
+        raise QueueConfigError(
+            "queue.merge_method is rebase in the policy: the base would get every commit of "
+            "the PR, and only the last one is tested; use merge or squash"
+        )
     if queue.batch_size > 1:
         # The engine can batch, but the runner still builds one integration commit per PR,
         # chained; fast-forwarding to the last would put the untested ones before it on the

@@ -66,6 +66,7 @@ def test_defaults_map_with_one_check() -> None:
         ({}, "queue.required_checks is empty"),
         ({"required_checks": ["ci", "ci"]}, "must not repeat"),
         ({"required_checks": ["ci"], "batch_size": 4}, "batches are not available yet"),
+        ({"required_checks": ["ci"], "merge_method": "rebase"}, "only the last one is tested"),
     ],
 )
 def test_configs_the_engine_cannot_run_are_clear_errors(
