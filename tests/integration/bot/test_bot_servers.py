@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prerequisites import POSTGRES_ADMIN_URL, require_postgres
+from processes import free_port, stop_processes, wait_until
 from sqlalchemy import Engine, text
 
 from trunkline.bot.testing import encode, signed_headers
@@ -29,12 +28,6 @@ from trunkline.store.testing import migrated_engine, temporary_postgres
 
 SECRET = "servers-secret"
 PAYLOAD = {"action": "opened", "repository": {"full_name": "acme/widgets"}}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Servers:
@@ -50,7 +43,7 @@ class Servers:
         host: str = "127.0.0.1",
         extra_env: dict[str, str] | None = None,
     ) -> tuple[int, subprocess.Popen[str]]:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -82,15 +75,7 @@ class Servers:
         return port, process
 
     def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+        stop_processes(self.processes)
 
 
 @pytest.fixture
@@ -100,14 +85,6 @@ def servers() -> Iterator[Servers]:
         yield running
     finally:
         running.stop_all()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _ready(port: int, process: subprocess.Popen[str]) -> Callable[[], bool]:
@@ -159,7 +136,7 @@ def test_1000_concurrent_posts_of_one_delivery_to_two_servers_store_it_once(
         try:
             started = [servers.start(url, tmp_path, workers=0) for _ in range(2)]
             for port, process in started:
-                _wait_for(_ready(port, process), 60, "the servers to be ready")
+                wait_until("the servers to be ready", _ready(port, process), 60)
             statuses = asyncio.run(
                 _post_concurrently([port for port, _ in started], encode(PAYLOAD), 1000)
             )
@@ -188,7 +165,7 @@ def test_serve_processes_deliveries_refuses_old_databases_and_stops_on_sigterm(
     engine = migrated_engine(url)
     try:
         port, process = servers.start(url, tmp_path, workers=1)
-        _wait_for(_ready(port, process), 60, "the server to be ready")
+        wait_until("the server to be ready", _ready(port, process), 60)
         body = encode({"zen": "Anything added dilutes everything else."})
         headers = signed_headers(SECRET, body, event="ping", delivery_id="served-1")
         response = httpx.post(f"http://127.0.0.1:{port}/webhooks", content=body, headers=headers)
@@ -198,7 +175,7 @@ def test_serve_processes_deliveries_refuses_old_databases_and_stops_on_sigterm(
             listed = httpx.get(f"http://127.0.0.1:{port}/api/deliveries", timeout=5).json()
             return bool(listed) and listed[0]["state"] == "ignored"  # ping: nothing to do
 
-        _wait_for(processed, 60, "the delivery to be processed")
+        wait_until("the delivery to be processed", processed, 60)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT state FROM jobs")).scalar_one() == "done"
             holder = conn.execute(text("SELECT holder FROM scheduler_leases")).scalar_one()
@@ -256,7 +233,7 @@ def test_worker_command_processes_stored_deliveries_and_stops_on_sigterm(tmp_pat
                 state: str = conn.execute(text("SELECT state FROM jobs")).scalar_one()
             return state == "done"
 
-        _wait_for(done, 60, "the worker to finish the job")
+        wait_until("the worker to finish the job", done, 60)
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
         assert process.returncode == 0
@@ -276,7 +253,7 @@ def test_serve_mounts_the_dashboard_and_metrics_on_loopback(
     url = f"sqlite:///{tmp_path / 'dash.db'}"
     migrated_engine(url).dispose()
     port, process = servers.start(url, tmp_path)
-    _wait_for(_ready(port, process), 60, "the server to be ready")
+    wait_until("the server to be ready", _ready(port, process), 60)
     page = httpx.get(f"http://127.0.0.1:{port}/dashboard/", timeout=10)
     assert page.status_code == 200
     assert "<main" in page.text
@@ -294,8 +271,8 @@ def test_serve_exposes_the_dashboard_publicly_only_behind_a_token(
     guarded_port, guarded_process = servers.start(
         url, tmp_path, host="0.0.0.0", extra_env={"TRUNKLINE_DASHBOARD_TOKEN": "dash-token"}
     )
-    _wait_for(_ready(open_port, open_process), 60, "the open server to be ready")
-    _wait_for(_ready(guarded_port, guarded_process), 60, "the guarded server to be ready")
+    wait_until("the open server to be ready", _ready(open_port, open_process), 60)
+    wait_until("the guarded server to be ready", _ready(guarded_port, guarded_process), 60)
     assert httpx.get(f"http://127.0.0.1:{open_port}/dashboard/", timeout=10).status_code == 404
     assert httpx.get(f"http://127.0.0.1:{open_port}/metrics", timeout=10).status_code == 404
     deliveries = f"http://127.0.0.1:{open_port}/api/deliveries"

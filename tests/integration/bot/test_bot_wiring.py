@@ -8,35 +8,18 @@ handlers, and the handlers answer through the App's installation token over HTTP
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from processes import free_port, stop_processes, wait_until
 
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
 from trunkline.store.testing import migrated_engine
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_for(what: str, predicate: Callable[[], object], timeout: float = 90.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +33,7 @@ def bot(forge: ForgeHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     data = tmp_path_factory.mktemp("bot")
     url = f"sqlite:///{data / 'bot.db'}"
     migrated_engine(url).dispose()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -83,7 +66,7 @@ def bot(forge: ForgeHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             return False
 
     try:
-        _wait_for("the bot to be ready", ready)
+        wait_until("the bot to be ready", ready)
         hooked = httpx.put(
             f"{forge.base_url}/_forge/webhook",
             json={"url": f"{base}/webhooks", "secret": forge.webhook_secret},
@@ -92,12 +75,7 @@ def bot(forge: ForgeHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         assert hooked.status_code < 300, hooked.text
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_processes([process])
 
 
 def _api(forge: ForgeHandle, login: str) -> httpx.Client:
@@ -141,9 +119,10 @@ def test_explain_on_a_pull_request_is_answered_by_the_served_bot(
             f"/repos/alice/demo/issues/{pr['number']}/comments",
             json={"body": "/trunkline explain"},
         ).raise_for_status()
-    replies = _wait_for(
+    replies = wait_until(
         "the bot's explain reply",
         lambda: [r for r in _bot_replies(forge, pr["number"]) if "Gates of" in r],
+        timeout=90,
     )
     assert isinstance(replies, list)
     assert any("scope" in reply.lower() and "approval" in reply.lower() for reply in replies)
@@ -159,7 +138,9 @@ def test_takeover_by_a_read_only_user_is_refused_by_the_served_bot(
             f"/repos/alice/demo/issues/{issue['number']}/comments",
             json={"body": "/trunkline takeover"},
         ).raise_for_status()
-    replies = _wait_for("the polite refusal", lambda: _bot_replies(forge, issue["number"]))
+    replies = wait_until(
+        "the polite refusal", lambda: _bot_replies(forge, issue["number"]), timeout=90
+    )
     assert isinstance(replies, list)
     assert any("carol" in reply and "write" in reply for reply in replies), replies
 

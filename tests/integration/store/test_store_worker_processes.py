@@ -7,12 +7,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prerequisites import POSTGRES_ADMIN_URL, require_postgres
+from processes import stop_processes, wait_until
 from sqlalchemy import Engine, text
 
 from trunkline.store.jobs import JobStore, NewJob
@@ -61,15 +61,7 @@ class Workers:
         return process
 
     def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
 
 
 @pytest.fixture
@@ -79,14 +71,6 @@ def workers() -> Iterator[Workers]:
         yield pool
     finally:
         pool.stop_all()
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _effects(engine: Engine) -> tuple[int, int]:
@@ -106,7 +90,7 @@ def test_eight_workers_drain_5000_jobs_with_each_effect_exactly_once(
     assert store.enqueue_many(jobs) == 5000
     for _ in range(8):
         workers.start(url, lease=60)
-    _wait_for(lambda: store.counts().get("done", 0) == 5000, 150, "5,000 jobs done")
+    wait_until("5,000 jobs done", lambda: store.counts().get("done", 0) == 5000, 150)
     assert store.counts() == {"done": 5000}
     assert _effects(engine) == (5000, 5000)
     with engine.connect() as conn:
@@ -125,16 +109,16 @@ def test_a_killed_workers_job_is_completed_by_another_after_its_lease_expires(
     store = JobStore(engine, lease_seconds=2)
     store.enqueue_many([NewJob(kind=EFFECT, key=f"plain-{index}") for index in range(20)])
     victim = workers.start(url, lease=2, marker_dir=tmp_path)
-    _wait_for(lambda: store.counts().get("done", 0) == 20, 60, "the plain jobs")
+    wait_until("the plain jobs", lambda: store.counts().get("done", 0) == 20, 60)
     store.enqueue(NewJob(kind=EFFECT, key="held", payload={"hold": True}))
-    _wait_for(lambda: any(tmp_path.glob("job-*")), 60, "the victim to hold the job")
+    wait_until("the victim to hold the job", lambda: any(tmp_path.glob("job-*")), 60)
     (held,) = [job for job in store.list(state="running") if job.key == "held"]
     assert held.claimed_by is not None
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=20)
     assert _effects(engine) == (20, 20)
     workers.start(url, lease=2, marker_dir=tmp_path)
-    _wait_for(lambda: store.counts() == {"done": 21}, 60, "the held job to be completed")
+    wait_until("the held job to be completed", lambda: store.counts() == {"done": 21}, 60)
     assert _effects(engine) == (21, 21)
     with engine.connect() as conn:
         row = conn.execute(text("SELECT attempts, state FROM jobs WHERE key = 'held'")).one()
