@@ -29,11 +29,12 @@ from trunkline.agents.takeover import TAKEOVER, human_holder
 from trunkline.bot.approval_store import ApprovalRecords
 from trunkline.bot.check_reports import post_gate_checks
 from trunkline.github.model import PullFile, PullRequest, Review, ReviewState
+from trunkline.github.policy_file import read_policy
 from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.policies.codeowners import CodeOwners, parse_codeowners
 from trunkline.policies.evaluation import Change, CompiledPolicy, Evaluation
-from trunkline.policies.loader import DEFAULT_POLICY_PATH, load_policy
+from trunkline.policies.loader import DEFAULT_POLICY_PATH
 from trunkline.policies.model import Policy
 from trunkline.queue.effects import Effect
 from trunkline.queue.events import Event, GateReport, GatesUpdated, PrHeadChanged
@@ -199,17 +200,6 @@ def _first_line(text: str, limit: int = 200) -> str:
 
 
 # -- reading -----------------------------------------------------------------------------------
-
-
-def read_policy(github: GitHubPort, repo: str, ref: str) -> Policy | tuple[str, ...]:
-    """The policy at `ref` (the default policy when the file is missing), or its errors."""
-    content = github.get_file(repo, DEFAULT_POLICY_PATH, ref)
-    if content is None:
-        return Policy()
-    loaded = load_policy(content.text, DEFAULT_POLICY_PATH)
-    if isinstance(loaded, Policy):
-        return loaded
-    return tuple(str(error) for error in loaded)
 
 
 def read_codeowners(github: GitHubPort, repo: str, ref: str) -> CodeOwners | None:

@@ -37,7 +37,6 @@ from trunkline.bot.gate_runner import (
     QueuePort,
     ReviewVerdictSource,
     StoreWorkItems,
-    read_policy,
 )
 from trunkline.bot.merge_group import register_merge_group
 from trunkline.bot.router import EventHandler, RoutedEvent, Router
@@ -51,6 +50,7 @@ from trunkline.bot.slash_commands import (
 )
 from trunkline.errors import ConfigurationError
 from trunkline.github.model import Permission
+from trunkline.github.policy_file import read_policy
 from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.policies.evaluation import Evaluation

@@ -32,10 +32,11 @@ from trunkline.agents.sandbox import Sandbox
 from trunkline.agents.store_timeline import StoreTimeline
 from trunkline.agents.timeline import TimelineSink
 from trunkline.bot.dispatch_handlers import DispatchHandlers
-from trunkline.bot.gate_runner import QueuePort, read_policy
+from trunkline.bot.gate_runner import QueuePort
 from trunkline.bot.service import Service
 from trunkline.clock import Clock, SystemClock
 from trunkline.errors import TerminalError
+from trunkline.github.policy_file import read_policy
 from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.agent_performers import RESUME_JOB, AgentPerformers

@@ -16,8 +16,11 @@ from dataclasses import dataclass
 
 from trunkline.errors import TrunklineError
 from trunkline.github.model import CheckRun, CheckStatus
+from trunkline.github.policy_file import read_policy
+from trunkline.policies.model import Policy
 from trunkline.queue import events as ev
-from trunkline.queue.model import QueueState
+from trunkline.queue.config_from_policy import queue_config_from_policy
+from trunkline.queue.model import QueueConfig, QueueConfigError, QueueState
 from trunkline.queue.runner import RepositoryAccess, queue_conclusion
 from trunkline.queue.service import QueueService
 
@@ -38,11 +41,14 @@ class Readings:
     base_sha: str
     pulls: Mapping[int, PullReading]
     check_runs: Mapping[str, tuple[CheckRun, ...]]  # integration SHA -> its check runs
+    config: QueueConfig | None = None  # the base's policy's queue settings; None: keep
 
 
 def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
     """The engine events that tell `state` what `readings` show (pure)."""
     found: list[ev.Event] = []
+    if readings.config is not None and readings.config != state.config:
+        found.append(ev.ConfigChanged(readings.config))
     if readings.base_sha != state.base_sha:
         found.append(ev.BaseMoved(readings.base_sha))
     for entry in state.entries:
@@ -85,7 +91,24 @@ def read(state: QueueState, access: RepositoryAccess) -> Readings:
         for build in state.builds
         if build.integration_sha is not None
     }
-    return Readings(base_sha, pulls, runs)
+    return Readings(base_sha, pulls, runs, policy_config(access, state))
+
+
+def policy_config(access: RepositoryAccess, state: QueueState) -> QueueConfig | None:
+    """The queue settings of the policy on the queue's base branch; None keeps the current."""
+    policy = read_policy(access.github, state.repo, state.config.base)
+    if not isinstance(policy, Policy):
+        log.warning("policy invalid; queue settings unchanged", extra={"repo": state.repo})
+        return None
+    if policy.queue.base != state.config.base:
+        return None  # the policy now names another base: that is another queue
+    try:
+        return queue_config_from_policy(policy.queue)
+    except QueueConfigError as error:
+        log.warning(
+            "queue settings refused; unchanged", extra={"repo": state.repo, "error": str(error)}
+        )
+        return None
 
 
 def queue_reconciler(

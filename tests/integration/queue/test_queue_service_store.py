@@ -351,3 +351,28 @@ def test_queue_reconciler_recovers_a_lost_check_webhook(
     assert [f.new_sha for f in fast_forwards()] == [INTEGRATION]
     reconcile()  # reading again changes nothing
     assert len(fast_forwards()) == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_checks"),
+    [
+        ("version: 1\nqueue: {required_checks: [ci, security-scan]}\n", ("ci", "security-scan")),
+        ("version: 1\nqueue: {required_checks: [ci, security-scan], bogus: 1}\n", ("ci",)),
+        ("version: 1\nqueue: {required_checks: [ci, lint], merge_method: rebase}\n", ("ci",)),
+    ],
+    ids=["stricter-policy-applies", "invalid-policy-keeps-the-last-good", "refused-settings-keep"],
+)
+def test_queue_reconciler_follows_the_base_branchs_policy(
+    sqlite_engine: Engine, tmp_path: Path, policy: str, expected_checks: tuple[str, ...]
+) -> None:
+    from trunkline.queue.reconciler import queue_reconciler
+
+    github = _fake()
+    pull = github.add_pull(REPO, head_ref="feature", head_sha=HEAD)
+    github.set_file(REPO, BASE, ".github/trunkline.yml", policy)
+    runner = _runner(sqlite_engine, github, tmp_path)
+    runner.queues.submit(REPO, BASE, Enqueue(pull.number, HEAD), config=CONFIG, base_sha=OLD)
+    queue_reconciler(runner.queues, runner.access)()
+    state = runner.queues.state(REPO, BASE)
+    assert state is not None
+    assert state.config.required_checks == expected_checks

@@ -97,3 +97,14 @@ def test_a_lost_check_report_lets_the_queue_fast_forward() -> None:
     # Reading again after the engine knows: nothing new.
     again = [step(state, event, NOW)[1] for event in observations(state, passed)]
     assert all(not produced for produced in again)
+
+
+def test_new_queue_settings_come_first_and_none_keeps_the_current() -> None:
+    state = state_under_test()
+    stricter = QueueConfig(base="main", required_checks=("ci", "security-scan"))
+    reading = Readings(BASE, {7: PullReading(HEAD, True, False)}, {}, stricter)
+    assert observations(state, reading) == (ev.ConfigChanged(stricter),)
+    same = Readings(BASE, {7: PullReading(HEAD, True, False)}, {}, state.config)
+    assert observations(state, same) == ()
+    unknown = Readings(BASE, {7: PullReading(HEAD, True, False)}, {}, None)
+    assert observations(state, unknown) == ()
