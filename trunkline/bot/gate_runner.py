@@ -37,7 +37,7 @@ from trunkline.policies.evaluation import Change, CompiledPolicy, Evaluation
 from trunkline.policies.loader import DEFAULT_POLICY_PATH
 from trunkline.policies.model import Policy
 from trunkline.queue.effects import Effect
-from trunkline.queue.events import Event, GateReport, GatesUpdated, PrHeadChanged
+from trunkline.queue.events import Dequeue, Event, GateReport, GatesUpdated, PrHeadChanged
 from trunkline.queue.gates import (
     AgentVerdict,
     GateInputs,
@@ -376,6 +376,19 @@ class GateRunner:
         state = self.queue.state(reading.repo, base)
         entry = None if state is None else state.entry(reading.pr)
         if entry is None:
+            return
+        if reading.pull.base_ref != base:
+            # Retargeted: these verdicts come from another branch's policy and must not count
+            # in this queue. The PR leaves it; `/trunkline queue` puts it in its new base's.
+            self.queue.submit(
+                reading.repo,
+                base,
+                Dequeue(
+                    reading.pr,
+                    by="trunkline",
+                    reason=f"the PR's base branch changed to {reading.pull.base_ref}",
+                ),
+            )
             return
         if entry.head_sha != reading.head_sha and reading.head_sha == reading.pull.head_sha:
             self.queue.submit(reading.repo, base, PrHeadChanged(reading.pr, reading.head_sha))

@@ -342,7 +342,7 @@ def pull_request_handler(runner: GateRunner, github_for: GitHubFor) -> EventHand
     return handle
 
 
-PULL_REQUEST_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review")
+PULL_REQUEST_ACTIONS = ("opened", "synchronize", "reopened", "ready_for_review", "edited")
 
 
 def register_queue_gates(

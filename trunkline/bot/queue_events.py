@@ -10,6 +10,7 @@ the engine handles idempotently (a duplicate or late report changes nothing). Ma
   ignored); pushes to the queue's own integration branches are ignored;
 - `pull_request` synchronize -> `PrHeadChanged(pr, head.sha)` in every queue holding the PR;
 - `pull_request` closed without merge -> `Dequeue(pr, by=sender, reason="PR closed")`;
+- `pull_request` edited to another base -> `Dequeue` from the queues of other bases;
 - the scheduler's queue tick -> `Tick()` for every queue with entries or builds (timeouts);
 - the scheduler's reconciler re-reads GitHub for what lost webhooks would have said
   (`trunkline.queue.reconciler`).
@@ -83,6 +84,14 @@ def register_queue_events(router: Router, queues: QueueService) -> None:
         elif payload.action == "closed" and not pull.merged:
             by = payload.sender.login if payload.sender is not None else "unknown"
             event = ev.Dequeue(pull.number, by=by, reason="PR closed")
+        elif payload.action == "edited":
+            # A PR retargeted to another base leaves the queues of other bases.
+            by = payload.sender.login if payload.sender is not None else "unknown"
+            reason = f"the PR's base branch changed to {pull.base.ref}"
+            for state in queues.states(repo):
+                if state.base != pull.base.ref and state.entry(pull.number) is not None:
+                    queues.submit(repo, state.base, ev.Dequeue(pull.number, by=by, reason=reason))
+            return
         else:
             return
         for state in queues.states(repo):

@@ -169,6 +169,13 @@ class FakeGitHub:
         state.refs[f"refs/heads/{pull.head_ref}"] = new_head_sha
         state.pulls[number] = replace(pull, head_sha=new_head_sha)
 
+    def retarget_pull(self, repo: str, number: int, base_ref: str) -> None:
+        """A human edits the PR's base branch."""
+        state = self._repo(repo)
+        pull = self._pull(repo, number)
+        base_sha = state.refs.get(f"refs/heads/{base_ref}", "0" * 40)
+        state.pulls[number] = replace(pull, base_ref=base_ref, base_sha=base_sha)
+
     def add_review(
         self, repo: str, number: int, *, author: str, state: ReviewState, commit_sha: str
     ) -> Review:

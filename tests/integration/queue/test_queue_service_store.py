@@ -376,3 +376,44 @@ def test_queue_reconciler_follows_the_base_branchs_policy(
     state = runner.queues.state(REPO, BASE)
     assert state is not None
     assert state.config.required_checks == expected_checks
+
+
+def test_a_pr_edited_to_another_base_leaves_the_queue(sqlite_engine: Engine) -> None:
+    from trunkline.bot.events import parse_payload
+    from trunkline.bot.queue_events import register_queue_events
+    from trunkline.bot.router import RoutedEvent, Router
+
+    queues = QueueService(sqlite_engine, _clock())
+    queues.submit(REPO, BASE, Enqueue(7, HEAD), config=CONFIG, base_sha=OLD)
+    router = Router()
+    register_queue_events(router, queues)
+
+    def edited(base: str) -> None:
+        payload = {
+            "action": "edited",
+            "number": 7,
+            "pull_request": {
+                "number": 7,
+                "state": "open",
+                "title": "t",
+                "head": {"ref": "feature", "sha": HEAD},
+                "base": {"ref": base, "sha": OLD},
+            },
+            "repository": {"id": 1, "name": "app", "full_name": REPO, "private": False},
+            "sender": {"login": "mallory", "id": 9, "type": "User"},
+        }
+        parsed = parse_payload("pull_request", payload)
+        assert parsed is not None
+        router.dispatch(RoutedEvent("d", "pull_request", "edited", parsed, payload))
+
+    edited(BASE)  # a title edit: still on main, nothing happens
+    state = queues.state(REPO, BASE)
+    assert state is not None
+    assert state.entry(7) is not None
+    edited("release")
+    state = queues.state(REPO, BASE)
+    assert state is not None
+    assert state.entry(7) is None
+    outcome = state.outcome(7)
+    assert outcome is not None
+    assert "base branch changed to release" in outcome.reason

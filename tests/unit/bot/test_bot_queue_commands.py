@@ -173,6 +173,7 @@ class World:
 
     def pull_event(self, action: str = "opened") -> None:
         pull = self.github.get_pull(REPO, self.pr)
+        base = pull.base_ref
         self.dispatch(
             "pull_request",
             {
@@ -183,7 +184,7 @@ class World:
                     "state": "open",
                     "title": "t",
                     "head": {"ref": pull.head_ref, "sha": pull.head_sha},
-                    "base": {"ref": "main", "sha": pull.base_sha},
+                    "base": {"ref": base, "sha": pull.base_sha},
                 },
                 "repository": REPOSITORY,
                 "installation": {"id": 1},
@@ -565,3 +566,28 @@ def test_a_push_while_the_diff_is_read_evaluates_nothing(world: World) -> None:
     assert reading.inputs is None
     assert not reading.ok
     assert "moved while its diff was read" in reading.reports[0].detail
+
+
+def test_a_queued_pr_retargeted_to_another_base_leaves_the_queue(world: World) -> None:
+    world.comment("owen", "/trunkline queue")
+    assert world.queue.of(Enqueue) == [Enqueue(world.pr, HEAD, Priority.NORMAL)]
+    # An old branch whose policy names `main` as its queue's base but asks for less.
+    world.github.set_ref(REPO, "heads/release", "0" * 40)
+    world.github.set_file(
+        REPO, "release", ".github/trunkline.yml", "version: 1\nqueue: {required_checks: [ci]}\n"
+    )
+    world.github.retarget_pull(REPO, world.pr, "release")
+    world.pull_event("edited")
+    world.comment("carl", "/trunkline explain")  # any re-read of the gates
+    dequeued = world.queue.of(Dequeue)
+    assert dequeued
+    assert all("base branch changed to release" in event.reason for event in dequeued)
+    state = world.queue.state(REPO, "main")
+    assert state is not None
+    assert state.entry(world.pr) is None
+    assert not [
+        e
+        for e in world.queue.events[len(world.queue.of(Enqueue)) :]
+        if isinstance(e, GatesUpdated)
+        and world.queue.events.index(e) > world.queue.events.index(dequeued[0])
+    ]
