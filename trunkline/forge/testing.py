@@ -22,13 +22,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
 import yaml
 
 from trunkline.forge.seed import SeedResult, SeedSpec, apply_seed
+
+if TYPE_CHECKING:
+    from trunkline.clock import Clock
+    from trunkline.github.installations import InstallationClients
 
 
 def default_spec(source: Path | None = None, webhook_url: str | None = None) -> SeedSpec:
@@ -88,6 +92,23 @@ class ForgeHandle:
     def token(self, login: str) -> str:
         """The personal token of a seeded user."""
         return self.seed.tokens[login]
+
+    def app_clients(
+        self, clock: Clock, http: httpx.Client, bot_login: str = "trunkline[bot]"
+    ) -> InstallationClients:
+        """The App's installation clients on this forge (no write spacing: tests go fast)."""
+        from trunkline.github.adapter import AdapterOptions
+        from trunkline.github.installations import InstallationClients
+
+        return InstallationClients(
+            api_url=self.api_url,
+            app_id=str(self.app_id),
+            private_key=self.private_key_path.read_text(),
+            clock=clock,
+            http=http,
+            bot_login=bot_login,
+            options=AdapterOptions(min_write_interval=0.0),
+        )
 
     def app_jwt(self, lifetime: int = 540) -> str:
         now = int(time.time())  # App JWTs are checked against the wall clock

@@ -43,7 +43,7 @@ from trunkline.agents.timeline import InMemoryTimeline
 from trunkline.agents.work_item_runner import AgentRunConfig, WorkItemRunner
 from trunkline.clock import FakeClock
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
-from trunkline.github.adapter import AdapterOptions, PyGithubAdapter
+from trunkline.github.adapter import PyGithubAdapter
 from trunkline.github.errors import NotFoundError
 from trunkline.github.sticky import marker
 from trunkline.github.tokens import InstallationTokenProvider
@@ -86,21 +86,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         clock = FakeClock(current=datetime.fromisoformat(forge.admin("GET", "health")["now"]))
         http = httpx.Client(timeout=30)
         try:
-            tokens = InstallationTokenProvider(
-                base_url=forge.api_url,
-                app_id=str(forge.app_id),
-                private_key=forge.private_key_path.read_text(),
-                installation_id=forge.installation_id,
-                clock=clock,
-                http=http,
-            )
-            github = PyGithubAdapter(
-                base_url=forge.api_url,
-                tokens=tokens,
-                clock=clock,
-                bot_login="trunkline[bot]",
-                options=AdapterOptions(min_write_interval=0.0),
-            )
+            clients = forge.app_clients(clock, http)
+            tokens = clients.tokens(forge.installation_id)
+            github = clients.for_installation(forge.installation_id)
             workspace = Workspace(tmp / "data", Identity("trunkline[bot]", "bot@example.com"))
             spec = RepositorySpec(REPO, f"{forge.base_url}/alice/demo.git")
             yield World(forge, github, tokens, workspace, spec)

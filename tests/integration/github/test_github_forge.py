@@ -17,7 +17,7 @@ import pytest
 
 from trunkline.clock import FakeClock
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
-from trunkline.github.adapter import AdapterOptions, PyGithubAdapter
+from trunkline.github.adapter import PyGithubAdapter
 from trunkline.github.errors import (
     GitHubUnavailableError,
     NonFastForwardError,
@@ -79,21 +79,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         clock = FakeClock(current=now)
         http = httpx.Client(timeout=30)
         try:
-            tokens = InstallationTokenProvider(
-                base_url=forge.api_url,
-                app_id=str(forge.app_id),
-                private_key=forge.private_key_path.read_text(),
-                installation_id=forge.installation_id,
-                clock=clock,
-                http=http,
-            )
-            github = PyGithubAdapter(
-                base_url=forge.api_url,
-                tokens=tokens,
-                clock=clock,
-                bot_login="trunkline[bot]",
-                options=AdapterOptions(min_write_interval=0.0),
-            )
+            clients = forge.app_clients(clock, http)
+            tokens = clients.tokens(forge.installation_id)
+            github = clients.for_installation(forge.installation_id)
             workspace = Workspace(tmp_path / "data", Identity("trunkline[bot]", "bot@example.com"))
             spec = RepositorySpec(REPO, f"{forge.base_url}/alice/demo.git")
             yield Rig(forge, clock, tokens, github, workspace, spec)

@@ -28,9 +28,8 @@ from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.service import build_service
 from trunkline.clock import FakeClock, SystemClock
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
-from trunkline.github.adapter import AdapterOptions, PyGithubAdapter
+from trunkline.github.adapter import PyGithubAdapter
 from trunkline.github.port import GitHubPort
-from trunkline.github.tokens import InstallationTokenProvider
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.composition import DispatchWiring, configure_dispatch
 from trunkline.pipeline.runner import PipelineService
@@ -162,21 +161,9 @@ def world(tmp_path: Path) -> Iterator[World]:
         http = httpx.Client(timeout=30)
         engine = migrated_engine(f"sqlite:///{tmp_path / 'bot.db'}")
         try:
-            tokens = InstallationTokenProvider(
-                base_url=forge.api_url,
-                app_id=str(forge.app_id),
-                private_key=forge.private_key_path.read_text(),
-                installation_id=forge.installation_id,
-                clock=clock,
-                http=http,
-            )
-            github = PyGithubAdapter(
-                base_url=forge.api_url,
-                tokens=tokens,
-                clock=clock,
-                bot_login="trunkline[bot]",
-                options=AdapterOptions(min_write_interval=0.0),
-            )
+            clients = forge.app_clients(clock, http)
+            tokens = clients.tokens(forge.installation_id)
+            github = clients.for_installation(forge.installation_id)
 
             def github_for(installation: int | None) -> GitHubPort:
                 assert installation == forge.installation_id
