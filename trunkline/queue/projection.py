@@ -19,6 +19,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from trunkline.queue.model import (
     ALL_GATES,
+    GateVerdict,
     OutcomeKind,
     Priority,
     QueueState,
@@ -40,7 +41,7 @@ class EntryRow:
     priority: int
     state: str
     integration_sha: str | None
-    gates: dict[str, str]
+    gates: tuple[tuple[str, str], ...]  # (gate, passed | failed | pending)
     position: int | None
     enqueued_at: datetime
 
@@ -60,12 +61,7 @@ def entry_rows(state: QueueState) -> tuple[EntryRow, ...]:
     rows = []
     for entry in state.entries:
         build = state.build_of(entry.pr)
-        gates: dict[str, str] = {}
-        for gate in ALL_GATES:
-            verdict = entry.verdict(gate)
-            gates[gate.value] = (
-                "pending" if verdict is None else ("passed" if verdict.ok else "failed")
-            )
+        gates = tuple((gate.value, _gate_state(entry.verdict(gate))) for gate in ALL_GATES)
         rows.append(
             EntryRow(
                 pr=entry.pr,
@@ -115,13 +111,16 @@ def write_projection(
         if departure.merged_sha is not None:
             values["integration_sha"] = departure.merged_sha
         conn.execute(update(QueueEntry).where(QueueEntry.id == row_id).values(**values))
+    unchanged = set(entry_rows(before))
     for row in entry_rows(after):
+        if row in unchanged:
+            continue  # every step re-projects the queue; write only what it changed
         values = {
             "head_sha": row.head_sha,
             "priority": row.priority,
             "state": row.state,
             "integration_sha": row.integration_sha,
-            "data": {"gates": row.gates, "position": row.position},
+            "data": {"gates": dict(row.gates), "position": row.position},
             "updated_at": now,
         }
         row_id = _live_row(conn, repo, base, row.pr)
@@ -152,3 +151,9 @@ def _live_row(conn: Connection, repo: str, base: str, pr: int) -> int | None:
         .limit(1)
     ).scalar_one_or_none()
     return None if found is None else int(found)
+
+
+def _gate_state(verdict: GateVerdict | None) -> str:
+    if verdict is None:
+        return "pending"
+    return "passed" if verdict.ok else "failed"
