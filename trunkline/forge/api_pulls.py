@@ -295,6 +295,19 @@ def create_review(owner: str, repo: str, number: int, c: CtxDep, payload: Payloa
     commit_id = commit_id or issue.head_sha or ""
     if gitrepo.resolve(c.state.repo_git_path(r), commit_id) is None:
         raise validation("PullRequestReview", "commit_id", "invalid")
+    raw_comments = payload.get("comments") or []
+    if raw_comments:
+        bare = c.state.repo_git_path(r)
+        base = r.refs.get(f"refs/heads/{issue.base_ref}", "")
+        fork_point = gitrepo.merge_base(bare, base, commit_id) if base else None
+        in_diff = {f.filename for f in gitrepo.diff_files(bare, fork_point, commit_id)}
+        for raw in raw_comments:
+            if isinstance(raw, dict) and str(raw.get("path")) not in in_diff:
+                raise ApiError(
+                    422,
+                    "Unprocessable Entity",
+                    ["Path could not be resolved", "Pull request review thread path is invalid"],
+                )
     now = c.state.now()
     with c.state.lock:
         review = m.Review(

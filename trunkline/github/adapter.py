@@ -63,6 +63,7 @@ from trunkline.github.model import (
     Ref,
     Review,
     ReviewEvent,
+    ReviewLineComment,
     full_ref,
     split_repo,
 )
@@ -329,11 +330,33 @@ class PyGithubAdapter:
         return parse.merge_result(self._write("merge_pull", "PUT", path, payload))
 
     def create_review(
-        self, repo: str, number: int, *, commit_sha: str, event: ReviewEvent, body: str
+        self,
+        repo: str,
+        number: int,
+        *,
+        commit_sha: str,
+        event: ReviewEvent,
+        body: str,
+        comments: Sequence[ReviewLineComment] = (),
     ) -> Review:
-        payload = {"commit_id": commit_sha, "event": str(event), "body": body}
+        payload: dict[str, Any] = {"commit_id": commit_sha, "event": str(event), "body": body}
+        if comments:
+            payload["comments"] = [
+                {"path": c.path, "line": c.line, "side": "RIGHT", "body": c.body} for c in comments
+            ]
         path = f"{_repo_path(repo)}/pulls/{number}/reviews"
         return parse.review(self._write("create_review", "POST", path, payload))
+
+    def close_issue(self, repo: str, number: int, *, reason: str = "completed") -> Issue:
+        path = f"{_repo_path(repo)}/issues/{number}"
+        payload = {"state": "closed", "state_reason": reason}
+        return parse.issue(repo, self._write("close_issue", "PATCH", path, payload))
+
+    def close_pull(self, repo: str, number: int) -> PullRequest:
+        path = f"{_repo_path(repo)}/pulls/{number}"
+        return parse.pull_request(
+            repo, self._write("close_pull", "PATCH", path, {"state": "closed"})
+        )
 
     # -- transport --------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from trunkline.github.model import (
     Ref,
     Review,
     ReviewEvent,
+    ReviewLineComment,
     ReviewState,
     full_ref,
 )
@@ -82,6 +83,7 @@ class FakeGitHub:
         self.repos: dict[str, FakeRepository] = {}
         self.comments: dict[int, tuple[str, Comment]] = {}
         self.calls: list[RecordedCall] = []
+        self.review_comments: dict[tuple[str, int], list[ReviewLineComment]] = {}
         self._failures: dict[str, list[TrunklineError]] = {}
         self._next_id = 1000
 
@@ -420,10 +422,25 @@ class FakeGitHub:
         return MergeResult(True, digest, "Pull Request successfully merged")
 
     def create_review(
-        self, repo: str, number: int, *, commit_sha: str, event: ReviewEvent, body: str
+        self,
+        repo: str,
+        number: int,
+        *,
+        commit_sha: str,
+        event: ReviewEvent,
+        body: str,
+        comments: Sequence[ReviewLineComment] = (),
     ) -> Review:
-        self._record("create_review", repo, number, commit_sha, event, body)
+        self._record("create_review", repo, number, commit_sha, event, body, tuple(comments))
         self._pull(repo, number)
+        known = {f.path for f in self._repo(repo).pull_files.get(number, ())}
+        for comment in comments:
+            if known and comment.path not in known:
+                raise ValidationFailedError(
+                    "Validation Failed: pull request review thread path must be part of the diff",
+                    status=422,
+                )
+        self.review_comments.setdefault((repo, number), []).extend(comments)
         states = {
             ReviewEvent.APPROVE: ReviewState.APPROVED,
             ReviewEvent.REQUEST_CHANGES: ReviewState.CHANGES_REQUESTED,
@@ -432,6 +449,25 @@ class FakeGitHub:
         review = Review(self._new_id(), self.bot, states[event], commit_sha, body, _EPOCH)
         self._repo(repo).reviews.setdefault(number, []).append(review)
         return review
+
+    def close_issue(self, repo: str, number: int, *, reason: str = "completed") -> Issue:
+        self._record("close_issue", repo, number, reason)
+        state = self._repo(repo)
+        if number not in state.issues:
+            raise NotFoundError(f"{repo}#{number} not found", status=404)
+        closed = replace(state.issues[number], state="closed")
+        state.issues[number] = closed
+        return closed
+
+    def close_pull(self, repo: str, number: int) -> PullRequest:
+        self._record("close_pull", repo, number)
+        state = self._repo(repo)
+        pull = self._pull(repo, number)
+        if pull.state == "open" and not pull.merged:
+            pull = replace(pull, state="closed")
+            state.pulls[number] = pull
+            state.issues[number] = replace(state.issues[number], state="closed")
+        return pull
 
     # -- internals --------------------------------------------------------------------------
 

@@ -136,6 +136,15 @@ class Review:
 
 
 @dataclass(frozen=True)
+class ReviewLineComment:
+    """A line comment of a review: `line` of `path` on the right (new) side of the diff."""
+
+    path: str
+    line: int
+    body: str
+
+
+@dataclass(frozen=True)
 class CheckRun:
     id: int
     name: str

@@ -27,6 +27,7 @@ from trunkline.github.model import (
     Ref,
     Review,
     ReviewEvent,
+    ReviewLineComment,
 )
 
 
@@ -130,7 +131,25 @@ class GitHubPort(Protocol):
         ...
 
     def create_review(
-        self, repo: str, number: int, *, commit_sha: str, event: ReviewEvent, body: str
+        self,
+        repo: str,
+        number: int,
+        *,
+        commit_sha: str,
+        event: ReviewEvent,
+        body: str,
+        comments: Sequence[ReviewLineComment] = (),
     ) -> Review:
-        """Submit a review bound to `commit_sha`."""
+        """Submit a review bound to `commit_sha`, with line comments on the diff. A comment on
+        a line outside the diff makes GitHub refuse the review (`ValidationFailedError`)."""
+        ...
+
+    def close_issue(self, repo: str, number: int, *, reason: str = "completed") -> Issue:
+        """Close issue `number` with `state_reason` (`completed` or `not_planned`); closing a
+        closed issue is not an error."""
+        ...
+
+    def close_pull(self, repo: str, number: int) -> PullRequest:
+        """Close pull request `number` without merging; closing a closed (or merged) pull
+        request is not an error."""
         ...

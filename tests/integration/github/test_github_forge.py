@@ -25,6 +25,7 @@ from trunkline.github.errors import (
     RateLimitedError,
     RefExistsError,
     StaleMergeShaError,
+    ValidationFailedError,
 )
 from trunkline.github.model import (
     CheckConclusion,
@@ -35,6 +36,8 @@ from trunkline.github.model import (
     Mergeability,
     MergeMethod,
     Permission,
+    ReviewEvent,
+    ReviewLineComment,
 )
 from trunkline.github.sticky import sticky_body
 from trunkline.github.tokens import InstallationTokenProvider
@@ -155,6 +158,49 @@ def test_reads_and_writes_round_trip(rig: Rig) -> None:
     names = {r.name for r in github.list_check_runs(REPO, head)}
     assert "trunkline/scope" in names
     assert github.get_combined_status(REPO, head).sha == head
+
+
+def test_review_line_comments_close_pull_and_close_issue(rig: Rig) -> None:
+    github = rig.github
+    number = create_issue(rig, "Add login")
+    head = rig.push_branch(number, "add-login", {"login.py": "def login():\n    return 1\n"})
+    pull = github.create_pull(
+        REPO, title="Add login", head=f"trunkline/issue-{number}-add-login", base="main"
+    )
+    note = ReviewLineComment("login.py", 2, "return a session, not 1")
+    review = github.create_review(
+        REPO,
+        pull.number,
+        commit_sha=head,
+        event=ReviewEvent.COMMENT,
+        body="one note",
+        comments=[note],
+    )
+    assert review.commit_sha == head
+    listed = httpx.get(
+        f"{rig.forge.api_url}/repos/{REPO}/pulls/{pull.number}/comments",
+        headers={"Authorization": f"token {rig.forge.token('alice')}"},
+        timeout=30,
+    ).json()
+    assert [(c["path"], c["line"], c["body"]) for c in listed] == [
+        ("login.py", 2, "return a session, not 1")
+    ]
+    with pytest.raises(ValidationFailedError):
+        github.create_review(
+            REPO,
+            pull.number,
+            commit_sha=head,
+            event=ReviewEvent.COMMENT,
+            body="off the diff",
+            comments=[ReviewLineComment("README.md", 1, "not changed here")],
+        )
+
+    closed = github.close_pull(REPO, pull.number)
+    assert (closed.state, closed.merged) == ("closed", False)
+    assert github.close_pull(REPO, pull.number).state == "closed"
+    issue = github.close_issue(REPO, number)
+    assert issue.state == "closed"
+    assert github.close_issue(REPO, number).state == "closed"
 
 
 def test_refs_and_merge_errors_are_typed(rig: Rig) -> None:

@@ -23,7 +23,9 @@ from trunkline.github.model import (
     Mergeability,
     MergeMethod,
     Permission,
+    PullFile,
     ReviewEvent,
+    ReviewLineComment,
     ReviewState,
 )
 from trunkline.github.port import GitHubPort
@@ -153,3 +155,51 @@ def test_fail_next_injects_one_failure(github: FakeGitHub) -> None:
     assert github.get_issue(REPO, issue.number).title == "x"
     with pytest.raises(NotFoundError):
         github.get_issue("nobody/here", 1)
+
+
+def test_close_issue_and_pull_are_recorded_and_idempotent() -> None:
+    github = FakeGitHub()
+    github.add_repo("o/r")
+    issue = github.add_issue("o/r", title="bug")
+    pull = github.add_pull("o/r", head_ref="feature", head_sha="a" * 40)
+    assert github.close_issue("o/r", issue.number).state == "closed"
+    assert github.close_issue("o/r", issue.number).state == "closed"
+    assert github.close_pull("o/r", pull.number).state == "closed"
+    assert github.get_issue("o/r", pull.number).state == "closed"
+    assert [c.operation for c in github.calls if c.operation.startswith("close")] == [
+        "close_issue",
+        "close_issue",
+        "close_pull",
+    ]
+    with pytest.raises(NotFoundError):
+        github.close_issue("o/r", 99)
+
+
+def test_review_line_comments_must_be_on_files_of_the_diff() -> None:
+    github = FakeGitHub()
+    github.add_repo("o/r")
+    pull = github.add_pull(
+        "o/r",
+        head_ref="feature",
+        head_sha="a" * 40,
+        files=(PullFile("src/calc.py", "modified", 1, 1),),
+    )
+    note = ReviewLineComment("src/calc.py", 2, "off by one")
+    github.create_review(
+        "o/r",
+        pull.number,
+        commit_sha="a" * 40,
+        event=ReviewEvent.COMMENT,
+        body="x",
+        comments=[note],
+    )
+    assert github.review_comments[("o/r", pull.number)] == [note]
+    with pytest.raises(ValidationFailedError):
+        github.create_review(
+            "o/r",
+            pull.number,
+            commit_sha="a" * 40,
+            event=ReviewEvent.COMMENT,
+            body="x",
+            comments=[ReviewLineComment("elsewhere.py", 1, "no")],
+        )
