@@ -7,6 +7,13 @@ A row is (repo, PR, SHA, user, source); the table's unique key
 bound to a SHA and never carry over to another one; a push simply leaves them behind.
 `replace_reviews` makes the GitHub-review rows of a PR equal to what GitHub reports now
 (level-triggered: a dropped `submitted` or `dismissed` webhook is healed by the next read).
+
+Head observations (rows of kind `head`, user "", source `observed`) remember when each head
+SHA of a PR was seen, on GitHub's clock (`pull.updated_at`: the head cannot have changed
+since), so `/trunkline approve` can bind an approval to the head that was current when the
+comment was written. One row per (PR, SHA) keeps the start of the SHA's latest known run:
+`observe_head` moves it later when another head was observed in between. `head_since(sha)` is
+that start, or None when another head was observed at or after it (the order is unknown).
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Engine, and_, delete, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, select, update
 
 from trunkline.queue.gates import ApprovalSource, RecordedApproval
 from trunkline.store.dialect import database_now, insert_ignoring_conflicts
 from trunkline.store.tables import Approval
 
 MERGE_KIND = "merge"
+HEAD_KIND = "head"
+OBSERVED = "observed"  # the source of head observation rows (user "")
 _KEY = ("repo_full_name", "pr_number", "sha", "user_login", "kind")
 
 
@@ -37,6 +46,28 @@ class ApprovalRecords(Protocol):
     def replace_reviews(self, repo: str, pr: int, current: Iterable[tuple[str, str]]) -> None: ...
 
     def approvals(self, repo: str, pr: int) -> tuple[RecordedApproval, ...]: ...
+
+    def observe_head(self, repo: str, pr: int, sha: str, at: datetime) -> None: ...
+
+    def head_since(self, repo: str, pr: int, sha: str) -> datetime | None: ...
+
+
+def next_observation(runs: dict[str, datetime], sha: str, at: datetime) -> datetime:
+    """The start of `sha`'s latest known run after observing it at `at` (pure)."""
+    old = runs.get(sha)
+    if old is None:
+        return at
+    low, high = min(old, at), max(old, at)
+    between = any(low <= t <= high for other, t in runs.items() if other != sha)
+    return high if between else low
+
+
+def run_start(runs: dict[str, datetime], sha: str) -> datetime | None:
+    """When `sha` became the head at the latest, if no other head was seen since (pure)."""
+    since = runs.get(sha)
+    if since is None or any(t >= since for other, t in runs.items() if other != sha):
+        return None
+    return since
 
 
 class ApprovalStore:
@@ -112,6 +143,44 @@ class ApprovalStore:
             RecordedApproval(row.user_login, row.sha, ApprovalSource(row.source)) for row in rows
         )
 
+    def observe_head(self, repo: str, pr: int, sha: str, at: datetime) -> None:
+        """Record that `sha` was the PR's head at `at` (GitHub's clock)."""
+        with self.engine.begin() as conn:
+            runs = _head_runs(conn, repo, pr)
+            start = next_observation(runs, sha, at)
+            if sha not in runs:
+                row = _row(repo, pr, sha, "", ApprovalSource.COMMAND, start)
+                insert_ignoring_conflicts(
+                    conn,
+                    Approval.__table__,  # type: ignore[arg-type]
+                    {**row, "source": OBSERVED, "kind": HEAD_KIND},
+                    _KEY,
+                )
+            elif start != runs[sha]:
+                conn.execute(
+                    update(Approval)
+                    .where(*_head_rows(repo, pr), Approval.sha == sha)
+                    .values(created_at=start)
+                )
+
+    def head_since(self, repo: str, pr: int, sha: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return run_start(_head_runs(conn, repo, pr), sha)
+
+
+def _head_rows(repo: str, pr: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Approval.repo_full_name == repo,
+        Approval.pr_number == pr,
+        Approval.kind == HEAD_KIND,
+        Approval.user_login == "",
+    )
+
+
+def _head_runs(conn: Connection, repo: str, pr: int) -> dict[str, datetime]:
+    rows = conn.execute(select(Approval.sha, Approval.created_at).where(*_head_rows(repo, pr)))
+    return {row.sha: row.created_at for row in rows}
+
 
 def _row(
     repo: str, pr: int, sha: str, user: str, source: ApprovalSource, now: datetime
@@ -133,6 +202,7 @@ class MemoryApprovals:
 
     def __init__(self) -> None:
         self.rows: list[tuple[str, int, str, str, ApprovalSource]] = []
+        self.heads: dict[tuple[str, int], dict[str, datetime]] = {}
 
     def record(self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource) -> bool:
         if any(row[:4] == (repo, pr, sha, user) for row in self.rows):
@@ -169,3 +239,10 @@ class MemoryApprovals:
             for (r, p, sha, user, source) in self.rows
             if (r, p) == (repo, pr)
         )
+
+    def observe_head(self, repo: str, pr: int, sha: str, at: datetime) -> None:
+        runs = self.heads.setdefault((repo, pr), {})
+        runs[sha] = next_observation(runs, sha, at)
+
+    def head_since(self, repo: str, pr: int, sha: str) -> datetime | None:
+        return run_start(self.heads.get((repo, pr), {}), sha)

@@ -3,19 +3,25 @@
 Performs I/O (the store, GitHub). A review `submitted` as APPROVED records (repo, PR,
 `review.commit_id`, reviewer, `github_review`); a later CHANGES_REQUESTED review by the same
 person, or the review's dismissal, removes it. `/trunkline approve` records (repo, PR,
-current head SHA, commenter, `command`). Recording is idempotent (the table's unique key), and
-every handler then re-evaluates the PR's gates through `GateRunner.refresh`, which also
-re-reads the reviews from GitHub (so a dropped webhook is healed), posts the gate check runs
-and submits `GatesUpdated` to the queue. Whether an approval *counts* is the approval gate's
-decision (`trunkline.queue.gates`), not the recorder's: bots and the requester are recorded
-and shown as "not counted".
+head SHA the comment was written for, commenter, `command`): the head at job time counts
+only if it was observed as the head before the comment was written (`bind_approval`);
+otherwise nothing is recorded and the reply asks to approve again naming the SHA
+(`/trunkline approve <sha>`, which binds to that SHA if it is the head). Recording is
+idempotent (the table's unique key), and every handler then re-evaluates the PR's gates
+through `GateRunner.refresh`, which also re-reads the reviews from GitHub (so a dropped
+webhook is healed), posts the gate check runs and submits `GatesUpdated` to the queue.
+Whether an approval *counts* is the approval gate's decision (`trunkline.queue.gates`), not
+the recorder's: bots, the requester and contributors are recorded and shown as "not counted".
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 from trunkline.bot.approval_store import ApprovalRecords
+from trunkline.bot.events import PullRequest as PullRequestPayload
 from trunkline.bot.events import PullRequestReviewEvent
 from trunkline.bot.gate_runner import GateReading, GateRunner, GitHubFor
 from trunkline.bot.router import EventHandler, RoutedEvent, Router
@@ -48,6 +54,12 @@ def apply_review(store: ApprovalRecords, payload: PullRequestReviewEvent) -> str
     return f"ignored: review state {state}"
 
 
+def observe_payload(runner: GateRunner, repo: str, pull: PullRequestPayload) -> None:
+    """A webhook's pull request snapshot: its head was the head at its `updated_at`."""
+    if pull.updated_at is not None:
+        runner.approvals.observe_head(repo, pull.number, pull.head.sha, pull.updated_at)
+
+
 def review_handler(runner: GateRunner, github_for: GitHubFor) -> EventHandler:
     """The `pull_request_review` handler (submitted, dismissed)."""
 
@@ -56,6 +68,7 @@ def review_handler(runner: GateRunner, github_for: GitHubFor) -> EventHandler:
         if not isinstance(payload, PullRequestReviewEvent):
             return
         done = apply_review(runner.approvals, payload)
+        observe_payload(runner, payload.repository.full_name, payload.pull_request)
         log.info(
             "review webhook",
             extra={
@@ -74,16 +87,82 @@ def review_handler(runner: GateRunner, github_for: GitHubFor) -> EventHandler:
     return handle
 
 
-def approve_head(
-    runner: GateRunner, github: GitHubPort, repo: str, pr: int, user: str
-) -> tuple[str, GateReading]:
-    """`/trunkline approve`: record `user`'s approval of the PR's current head, re-evaluate.
+@dataclass(frozen=True)
+class ApprovalBinding:
+    """The head SHA a `/trunkline approve` binds to, or why it binds to none."""
 
-    Returns the head SHA approved and the new reading (whose approval gate says whether the
-    approval counts)."""
-    head = github.get_pull(repo, pr).head_sha
-    runner.approvals.record(repo, pr, head, user, ApprovalSource.COMMAND)
-    return head, runner.refresh(github, repo, pr)
+    sha: str | None
+    refusal: str = ""
+
+
+def bind_approval(
+    *,
+    login: str,
+    pr: int,
+    head: str,
+    head_since: datetime | None,
+    written_at: datetime | None,
+    named: str | None,
+) -> ApprovalBinding:
+    """Which head a `/trunkline approve` comment approves (pure).
+
+    `named` (a SHA prefix written in the command) binds to the head if it names it, else to
+    nothing. Without it, the current `head` counts only if it was observed as the head
+    (`head_since`, GitHub's clock) strictly before the comment was written (`written_at`):
+    a push between the comment and this job must not turn the approval into one of a commit
+    the approver never saw. If that cannot be shown, nothing binds and the refusal names
+    the SHA to approve explicitly."""
+    short = head[:7]
+    if named is not None:
+        if head.lower().startswith(named.lower()):
+            return ApprovalBinding(head)
+        return ApprovalBinding(
+            None,
+            f"Sorry @{login}, `{named}` is not the head of #{pr}: the head is `{short}`, "
+            "so I recorded nothing. Approvals bind to the exact commit; to approve the head, "
+            f"comment `/trunkline approve {short}`.",
+        )
+    if written_at is not None and head_since is not None and head_since < written_at:
+        return ApprovalBinding(head)
+    return ApprovalBinding(
+        None,
+        f"Sorry @{login}, I cannot be sure that `{short}` was already the head of #{pr} when "
+        "you wrote your comment (it may have been pushed since), so I recorded nothing. "
+        f"If you approve `{short}`, comment `/trunkline approve {short}`.",
+    )
+
+
+def approve_head(
+    runner: GateRunner,
+    github: GitHubPort,
+    repo: str,
+    pr: int,
+    user: str,
+    *,
+    written_at: datetime | None,
+    named: str | None = None,
+) -> tuple[ApprovalBinding, GateReading | None]:
+    """`/trunkline approve`: record `user`'s approval of the head the comment was written
+    for (`bind_approval`) and re-evaluate. Returns the binding and the new reading (whose
+    approval gate says whether the approval counts), or no reading if nothing was recorded."""
+    pull = github.get_pull(repo, pr)
+    runner.observe(repo, pull)
+    binding = bind_approval(
+        login=user,
+        pr=pr,
+        head=pull.head_sha,
+        head_since=runner.approvals.head_since(repo, pr, pull.head_sha),
+        written_at=written_at,
+        named=named,
+    )
+    if binding.sha is None:
+        log.info(
+            "approval not bound",
+            extra={"repo": repo, "pr": pr, "user": user, "head": pull.head_sha},
+        )
+        return binding, None
+    runner.approvals.record(repo, pr, binding.sha, user, ApprovalSource.COMMAND)
+    return binding, runner.refresh(github, repo, pr)
 
 
 def register_approvals(router: Router, runner: GateRunner, github_for: GitHubFor) -> None:

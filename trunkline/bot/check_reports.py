@@ -35,12 +35,12 @@ GROUP_CHECK_NAME = "trunkline/gate"
 SUMMARY_LIMIT = 60_000  # GitHub caps output.summary at 65,535 characters
 
 _TITLES_OK = {
-    Gate.SCOPE: "Within the held locks",
+    Gate.SCOPE: "Touched subsystems are in scope",
     Gate.REVIEW: "Reviewer approved this commit",
     Gate.APPROVAL: "Approvals satisfied",
 }
 _TITLES_FAILED = {
-    Gate.SCOPE: "Outside the held locks",
+    Gate.SCOPE: "Touches subsystems out of scope",
     Gate.REVIEW: "No approving review of this commit",
     Gate.APPROVAL: "Approvals missing",
 }

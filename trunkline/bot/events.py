@@ -9,6 +9,7 @@ Events are prompts to look, not facts: handlers re-read state from GitHub before
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -96,6 +97,7 @@ class Comment(Model):
     id: int
     body: str
     user: Account | None = None
+    created_at: datetime | None = None
 
 
 class GitRef(Model):
@@ -114,6 +116,7 @@ class PullRequest(Model):
     labels: list[Label | None] = []
     head: GitRef
     base: GitRef
+    updated_at: datetime | None = None
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -136,12 +139,17 @@ class CheckSuite(Model):
     conclusion: str | None = None
 
 
+class CheckRunApp(Model):
+    slug: str | None = None
+
+
 class CheckRun(Model):
     id: int
     name: str
     head_sha: str
     status: str
     conclusion: str | None = None
+    app: CheckRunApp | None = None
 
 
 class MergeGroup(Model):

@@ -3,11 +3,16 @@
 Performs I/O (GitHub through the `GitHubPort`, the store). `GateRunner.read` gathers, for one
 PR head SHA: the policy and CODEOWNERS **of the base branch** (a PR cannot loosen the rules
 it is judged by), the PR's real diff (`list_pull_files`) evaluated by the policy, the lock
-subsystems its work item holds, the reviewer agent's verdicts and the recorded approvals,
-and evaluates the pure gates (`trunkline.queue.gates`). `GateRunner.refresh` also brings the
-GitHub-review approvals in the store up to date (level-triggered), posts the
-`trunkline/scope|review|approval` check runs on the head SHA and, when the PR is queued,
-submits `GatesUpdated` (preceded by `PrHeadChanged` if the queue still has an older head).
+subsystems its work item holds (for a PR without a work item: the live holders of the
+touched subsystems), the reviewer agent's verdicts, the recorded approvals and the people
+who are not independent of the head (the authors and committers of `list_pull_commits`, a
+human who took the work item over), and evaluates the pure gates (`trunkline.queue.gates`).
+`GateRunner.refresh` also brings the GitHub-review approvals in the store up to date
+(level-triggered), posts the `trunkline/scope|review|approval` check runs on the head SHA
+and, when the PR is queued, submits `GatesUpdated` (preceded by `PrHeadChanged` if the
+queue still has an older head).
+`synced_read` and `refresh` also remember the head they saw with the PR's `updated_at`
+(`observe`), which `/trunkline approve` uses to bind an approval to the head of its comment.
 Every step converges, so running it twice is harmless.
 
 Sources are ports so tests can give small fakes: `WorkItemDirectory` (which work item, and so
@@ -28,7 +33,7 @@ from sqlalchemy import Engine, select
 from trunkline.agents.takeover import TAKEOVER, human_holder
 from trunkline.bot.approval_store import ApprovalRecords
 from trunkline.bot.check_reports import post_gate_checks
-from trunkline.github.model import PullFile, PullRequest, Review, ReviewState
+from trunkline.github.model import Commit, PullFile, PullRequest, Review, ReviewState
 from trunkline.github.policy_file import read_policy
 from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
@@ -42,6 +47,7 @@ from trunkline.queue.gates import (
     AgentVerdict,
     GateInputs,
     ReviewerVerdict,
+    SubsystemHolders,
     evaluate_gates,
 )
 from trunkline.queue.holders import work_item_holder
@@ -94,6 +100,10 @@ class WorkItemDirectory(Protocol):
 class HeldLocks(Protocol):
     def held_subsystems(self, repo: str, holder: str) -> tuple[str, ...]: ...
 
+    def live_holders(self, repo: str) -> Mapping[str, tuple[str, ...]]:
+        """Subsystem -> the holders of its live leases (for PRs without a work item)."""
+        ...
+
 
 class ReviewVerdictSource(Protocol):
     def verdicts(
@@ -137,6 +147,14 @@ class LeaseHeldLocks:
 
     def held_subsystems(self, repo: str, holder: str) -> tuple[str, ...]:
         return tuple(sorted({lease.subsystem for lease in self.locks.held(repo, holder)}))
+
+    def live_holders(self, repo: str) -> Mapping[str, tuple[str, ...]]:
+        snapshot = self.locks.snapshot(repo)
+        found: dict[str, set[str]] = {}
+        for _repo, row in snapshot.leases:
+            if row.holder is not None and row.live(snapshot.now):
+                found.setdefault(row.subsystem, set()).add(row.holder)
+        return {name: tuple(sorted(holders)) for name, holders in found.items()}
 
 
 VERDICT_MARKER = "trunkline:verdict="
@@ -231,6 +249,42 @@ def change_of(files: tuple[PullFile, ...]) -> Change:
     )
 
 
+HUMAN_PREFIX = human_holder("")
+"""Lock holders named `human:<login>` are people who took a work item over."""
+
+WEB_FLOW = "web-flow"
+"""GitHub's committer of commits made in its web UI: not a person."""
+
+
+def contributors_of(commits: tuple[Commit, ...], holder: str | None) -> tuple[tuple[str, str], ...]:
+    """(login, why) of everyone who is not independent of these commits: their authors and
+    committers (as GitHub links them to accounts) and a human who took the work item over."""
+    found: dict[str, str] = {}
+    if holder is not None and holder.startswith(HUMAN_PREFIX):
+        found[holder.removeprefix(HUMAN_PREFIX)] = "took over the work item"
+    for commit in commits:
+        for account, why in (
+            (commit.author, "authored commits in this pull request"),
+            (commit.committer, "committed to this pull request"),
+        ):
+            if account is not None and account.login != WEB_FLOW:
+                found.setdefault(account.login, why)
+    return tuple(sorted(found.items()))
+
+
+def lock_holders_of(
+    policy: Policy, evaluation: Evaluation, live: Mapping[str, tuple[str, ...]]
+) -> tuple[SubsystemHolders, ...]:
+    """The live holders and capacity of every subsystem the evaluation touches."""
+    default = policy.default_subsystem
+    capacity = {name: sub.max_active for name, sub in policy.subsystems.items()}
+    capacity[default.name] = default.max_active
+    return tuple(
+        SubsystemHolders(name, live.get(name, ()), capacity.get(name, 1))
+        for name in evaluation.subsystem_names
+    )
+
+
 def latest_review_approvals(reviews: tuple[Review, ...]) -> set[tuple[str, str]]:
     """(sha, user) of each user whose latest deciding review is APPROVED (GitHub's rule:
     COMMENTED does not change a user's state; CHANGES_REQUESTED and DISMISSED clear it)."""
@@ -313,12 +367,15 @@ class GateRunner:
         if reviews is None:
             reviews = github.list_reviews(repo, pr)
         work_item = self.work_items.for_pr(repo, pr)
+        holders: tuple[SubsystemHolders, ...] = ()
         if work_item is None:
             held = None
             requester = pull.author.login
+            holders = lock_holders_of(loaded, evaluation, self.held_locks.live_holders(repo))
         else:
             held = self.held_locks.held_subsystems(repo, work_item.holder)
             requester = github.get_issue(repo, work_item.issue).author.login
+        commits = github.list_pull_commits(repo, pr)
         inputs = GateInputs(
             pr=pr,
             head_sha=head,
@@ -330,6 +387,8 @@ class GateRunner:
             approvals=self.approvals.approvals(repo, pr),
             team_members=self.team_members,
             diff_truncated=len(files) >= PULL_FILES_LIMIT,
+            contributors=contributors_of(commits, None if work_item is None else work_item.holder),
+            lock_holders=holders,
         )
         return GateReading(
             repo, pr, head, pull, loaded, (), evaluation, inputs, evaluate_gates(inputs)
@@ -347,7 +406,15 @@ class GateRunner:
     ) -> GateReading:
         """`read` after syncing the review approvals (reads the reviews once)."""
         reviews = self.sync_review_approvals(github, repo, pr)
-        return self.read(github, repo, pr, sha, reviews=reviews)
+        reading = self.read(github, repo, pr, sha, reviews=reviews)
+        self.observe(repo, reading.pull)
+        return reading
+
+    def observe(self, repo: str, pull: PullRequest) -> None:
+        """Remember that `pull.head_sha` was the head at `pull.updated_at` (GitHub's clock),
+        so that `/trunkline approve` can tell which head a comment was written for."""
+        if pull.updated_at is not None:
+            self.approvals.observe_head(repo, pull.number, pull.head_sha, pull.updated_at)
 
     def refresh(self, github: GitHubPort, repo: str, pr: int) -> GateReading:
         """Sync approvals, evaluate the gates on the PR head, post the check runs and tell

@@ -22,11 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from trunkline.bot.approval_store import ApprovalStore
-from trunkline.bot.approvals import approve_head, register_approvals
+from trunkline.bot.approvals import approve_head, observe_payload, register_approvals
 from trunkline.bot.events import IssueCommentEvent, PullRequestEvent
 from trunkline.bot.gate_runner import (
     BotReviewVerdicts,
@@ -79,6 +80,7 @@ class CommandContext:
     number: int
     login: str
     comment_id: int
+    written_at: datetime | None = None  # the comment's created_at (GitHub's clock)
 
 
 def reply_key(comment_id: int, line: int) -> str:
@@ -113,6 +115,7 @@ class QueueCommands:
             payload.issue.number,
             user.login,
             payload.comment.id,
+            payload.comment.created_at,
         )
         permission: Permission | None = None
         handled = 0
@@ -208,14 +211,27 @@ class QueueCommands:
         return f"Removed #{ctx.number} from the merge queue (asked by @{ctx.login})."
 
     def approve(self, ctx: CommandContext, command: SlashCommand) -> str:
-        head, reading = approve_head(self.runner, ctx.github, ctx.repo, ctx.number, ctx.login)
+        binding, reading = approve_head(
+            self.runner,
+            ctx.github,
+            ctx.repo,
+            ctx.number,
+            ctx.login,
+            written_at=ctx.written_at,
+            named=command.sha,
+        )
+        if binding.sha is None or reading is None:
+            return binding.refusal
+        head = binding.sha
         if reading.inputs is None:
             return (
                 f"Recorded your approval of `{head[:7]}`, but the gates cannot be evaluated: "
                 + (reading.reports[-1].detail if reading.reports else "unknown reason")
             )
         tally = tally_approvals(reading.inputs)
-        if ctx.login.lower() in {user.lower() for user in tally.counted}:
+        if reading.head_sha != head:
+            counts = f"it does not count: the head moved on to `{reading.head_sha[:7]}`"
+        elif ctx.login.lower() in {user.lower() for user in tally.counted}:
             counts = "it counts"
         else:
             reason = next(
@@ -337,6 +353,7 @@ def pull_request_handler(runner: GateRunner, github_for: GitHubFor) -> EventHand
         if not isinstance(payload, PullRequestEvent) or payload.pull_request.state != "open":
             return
         installation = payload.installation.id if payload.installation else None
+        observe_payload(runner, payload.repository.full_name, payload.pull_request)
         runner.refresh(github_for(installation), payload.repository.full_name, payload.number)
 
     return handle

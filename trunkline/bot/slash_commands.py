@@ -29,6 +29,7 @@ PREFIX = "/trunkline"
 MAX_COMMANDS = 10
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
 
 
 class CommandName(StrEnum):
@@ -53,7 +54,7 @@ class PriorityLevel(StrEnum):
 _DESCRIPTIONS: dict[CommandName, str] = {
     CommandName.QUEUE: "put this pull request in the merge queue",
     CommandName.DEQUEUE: "take it out of the merge queue",
-    CommandName.APPROVE: "approve the current head SHA",
+    CommandName.APPROVE: "approve the current head SHA (`/trunkline approve <sha>` names it)",
     CommandName.APPROVE_PLAN: "approve the agent's plan",
     CommandName.RETRY: "run the agents again",
     CommandName.TAKEOVER: "stop the agent; the branch and its locks become yours",
@@ -86,6 +87,11 @@ class SlashCommand:
         if self.name is not CommandName.PRIORITY or self.argument is None:
             return None
         return PriorityLevel(self.argument)
+
+    @property
+    def sha(self) -> str | None:
+        """The commit SHA (prefix) `/trunkline approve <sha>` names, if any."""
+        return self.argument if self.name is CommandName.APPROVE else None
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,14 @@ def parse_line(text: str, line: int) -> ParsedCommand:
         if len(args) != 1 or args[0] not in {p.value for p in PriorityLevel}:
             return UnknownCommand(
                 text, "`/trunkline priority` takes one of `high`, `normal`, `low`.", line
+            )
+        return SlashCommand(name, args[0], line)
+    if name is CommandName.APPROVE and args:
+        if len(args) != 1 or not _SHA_PREFIX.fullmatch(args[0]):
+            return UnknownCommand(
+                text,
+                "`/trunkline approve` takes nothing or a commit SHA (7 to 40 hex digits).",
+                line,
             )
         return SlashCommand(name, args[0], line)
     if args:

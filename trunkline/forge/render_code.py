@@ -385,8 +385,8 @@ def commit(
                 "verified_at": None,
             },
         },
-        "author": None,
-        "committer": None,
+        "author": _linked_user(state, urls, info.author_email),
+        "committer": _linked_user(state, urls, info.committer_email),
         "parents": [
             {
                 "sha": p,
@@ -402,6 +402,13 @@ def commit(
         body["stats"] = {"additions": adds, "deletions": dels, "total": adds + dels}
         body["files"] = [diff_entry(state, urls, r, info.sha, f) for f in files]
     return body
+
+
+def _linked_user(state: ForgeState, urls: Urls, email: str) -> JsonDict | None:
+    """The account GitHub links to a git e-mail address (a user's verified e-mail), or None."""
+    wanted = email.lower()
+    found = next((u for u in state.users.values() if (u.email or "").lower() == wanted), None)
+    return None if found is None or not wanted else user(urls, found)
 
 
 def diff_entry(

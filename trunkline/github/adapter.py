@@ -52,6 +52,7 @@ from trunkline.github.model import (
     CheckRunUpdate,
     CombinedStatus,
     Comment,
+    Commit,
     FileContent,
     Issue,
     Mergeability,
@@ -182,6 +183,18 @@ class PyGithubAdapter:
     def list_reviews(self, repo: str, number: int) -> tuple[Review, ...]:
         items = self._list("list_reviews", f"{_repo_path(repo)}/pulls/{number}/reviews")
         return tuple(parse.review(item) for item in items)
+
+    def list_pull_commits(self, repo: str, number: int) -> tuple[Commit, ...]:
+        items = self._list("list_pull_commits", f"{_repo_path(repo)}/pulls/{number}/commits")
+        return tuple(parse.commit(item) for item in items)
+
+    def compare_commits(self, repo: str, base: str, head: str) -> tuple[Commit, ...]:
+        basehead = f"{quote(base, safe='')}...{quote(head, safe='')}"
+        data = self._get("compare_commits", f"{_repo_path(repo)}/compare/{basehead}")
+        items = data.get("commits") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ValidationFailedError(f"compare_commits: no commit list for {base}...{head}")
+        return tuple(parse.commit(item) for item in items)
 
     def list_check_runs(self, repo: str, sha: str) -> tuple[CheckRun, ...]:
         path = f"{_repo_path(repo)}/commits/{quote(sha, safe='')}/check-runs"
@@ -351,6 +364,10 @@ class PyGithubAdapter:
         path = f"{_repo_path(repo)}/issues/{number}"
         payload = {"state": "closed", "state_reason": reason}
         return parse.issue(repo, self._write("close_issue", "PATCH", path, payload))
+
+    def rerequest_check_run(self, repo: str, check_run_id: int) -> None:
+        path = f"{_repo_path(repo)}/check-runs/{check_run_id}/rerequest"
+        self._write("rerequest_check_run", "POST", path, {})
 
     def close_pull(self, repo: str, number: int) -> PullRequest:
         path = f"{_repo_path(repo)}/pulls/{number}"

@@ -31,6 +31,7 @@ from trunkline.github.model import (
     CheckStatus,
     CombinedStatus,
     Comment,
+    Commit,
     CommitStatus,
     FileContent,
     Issue,
@@ -68,6 +69,7 @@ class FakeRepository:
     comments: dict[int, list[int]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    commit_meta: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     check_runs: list[CheckRun] = field(default_factory=list)
     statuses: dict[str, list[CommitStatus]] = field(default_factory=dict)
@@ -96,8 +98,19 @@ class FakeGitHub:
         state.parents.setdefault(root_sha, ())
         state.refs.setdefault(f"refs/heads/{default_branch}", root_sha)
 
-    def add_commit(self, repo: str, sha: str, *parents: str) -> str:
-        self._repo(repo).parents[sha] = tuple(parents)
+    def add_commit(
+        self,
+        repo: str,
+        sha: str,
+        *parents: str,
+        message: str = "",
+        author: str | None = None,
+        committer: str | None = None,
+    ) -> str:
+        """A commit of the graph; `author` / `committer` are the linked GitHub logins."""
+        state = self._repo(repo)
+        state.parents[sha] = tuple(parents)
+        state.commit_meta[sha] = (message, author, committer)
         return sha
 
     def set_ref(self, repo: str, ref: str, sha: str) -> None:
@@ -229,6 +242,19 @@ class FakeGitHub:
         self._pull(repo, number)
         return tuple(self._repo(repo).reviews.get(number, ()))
 
+    def list_pull_commits(self, repo: str, number: int) -> tuple[Commit, ...]:
+        self._record("list_pull_commits", repo, number)
+        pull = self._pull(repo, number)
+        base = self._repo(repo).refs.get(f"refs/heads/{pull.base_ref}", pull.base_sha)
+        return self._commits_between(repo, base, pull.head_sha)
+
+    def compare_commits(self, repo: str, base: str, head: str) -> tuple[Commit, ...]:
+        self._record("compare_commits", repo, base, head)
+        state = self._repo(repo)
+        if base not in state.parents or head not in state.parents:
+            raise NotFoundError(f"no commit {base} or {head} in {repo}", status=404)
+        return self._commits_between(repo, base, head)
+
     def list_check_runs(self, repo: str, sha: str) -> tuple[CheckRun, ...]:
         self._record("list_check_runs", repo, sha)
         return tuple(run for run in self._repo(repo).check_runs if run.head_sha == sha)
@@ -332,6 +358,16 @@ class FakeGitHub:
         )
         self._repo(repo).check_runs.append(run)
         return run
+
+    def rerequest_check_run(self, repo: str, check_run_id: int) -> None:
+        """Recorded; the run goes back to queued (a CI would report the rerun later)."""
+        self._record("rerequest_check_run", repo, check_run_id)
+        runs = self._repo(repo).check_runs
+        for index, run in enumerate(runs):
+            if run.id == check_run_id:
+                runs[index] = replace(run, status=CheckStatus.QUEUED, conclusion=None)
+                return
+        raise NotFoundError(f"check run {check_run_id} not found", status=404)
 
     def update_check_run(self, repo: str, check_run_id: int, update: CheckRunUpdate) -> CheckRun:
         self._record("update_check_run", repo, check_run_id, update)
@@ -514,6 +550,46 @@ class FakeGitHub:
         comment = replace(found[1], body=body)
         self.comments[comment_id] = (repo, comment)
         return comment
+
+    def _commits_between(self, repo: str, base: str, head: str) -> tuple[Commit, ...]:
+        """Commits reachable from `head` and not from `base`, parents before children."""
+        state = self._repo(repo)
+        excluded = self._ancestors(state, base)
+        ordered: list[str] = []
+        seen: set[str] = set()
+
+        def visit(sha: str) -> None:
+            if sha in seen or sha in excluded:
+                return
+            seen.add(sha)
+            for parent in state.parents.get(sha, ()):
+                visit(parent)
+            ordered.append(sha)
+
+        visit(head)
+        commits = []
+        for sha in ordered:
+            message, author, committer = state.commit_meta.get(sha, ("", None, None))
+            commits.append(
+                Commit(
+                    sha,
+                    state.parents.get(sha, ()),
+                    message,
+                    Actor(author) if author else None,
+                    Actor(committer) if committer else None,
+                )
+            )
+        return tuple(commits)
+
+    def _ancestors(self, state: FakeRepository, sha: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [sha]
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.add(current)
+                stack.extend(state.parents.get(current, ()))
+        return seen
 
     def _descends(self, state: FakeRepository, sha: str, ancestor: str) -> bool:
         seen: set[str] = set()

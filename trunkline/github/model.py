@@ -136,6 +136,19 @@ class Review:
 
 
 @dataclass(frozen=True)
+class Commit:
+    """A commit as the commits APIs list it; `author` / `committer` are the GitHub accounts
+    linked to the git author and committer (None when GitHub links none, e.g. an unknown
+    e-mail address)."""
+
+    sha: str
+    parents: tuple[str, ...]
+    message: str
+    author: Actor | None = None
+    committer: Actor | None = None
+
+
+@dataclass(frozen=True)
 class ReviewLineComment:
     """A line comment of a review: `line` of `path` on the right (new) side of the diff."""
 

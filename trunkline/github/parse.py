@@ -20,6 +20,7 @@ from trunkline.github.model import (
     CheckStatus,
     CombinedStatus,
     Comment,
+    Commit,
     CommitStatus,
     FileContent,
     Issue,
@@ -116,6 +117,19 @@ def pull_file(data: Json) -> PullFile:
         additions=int(data.get("additions") or 0),
         deletions=int(data.get("deletions") or 0),
         previous_path=data.get("previous_filename"),
+    )
+
+
+def commit(data: Json) -> Commit:
+    inner = data.get("commit")
+    inner = inner if isinstance(inner, dict) else {}
+    parents = data.get("parents") or []
+    return Commit(
+        sha=str(_require(data, "sha")),
+        parents=tuple(str(p["sha"]) for p in parents if isinstance(p, dict) and p.get("sha")),
+        message=str(inner.get("message") or ""),
+        author=actor(data["author"]) if isinstance(data.get("author"), dict) else None,
+        committer=actor(data["committer"]) if isinstance(data.get("committer"), dict) else None,
     )
 
 

@@ -17,6 +17,7 @@ from trunkline.github.model import (
     CheckRunUpdate,
     CombinedStatus,
     Comment,
+    Commit,
     FileContent,
     Issue,
     MergeMethod,
@@ -50,6 +51,15 @@ class GitHubPort(Protocol):
 
     def list_reviews(self, repo: str, number: int) -> tuple[Review, ...]:
         """Reviews of the PR, oldest first, each bound to the commit it reviewed."""
+        ...
+
+    def list_pull_commits(self, repo: str, number: int) -> tuple[Commit, ...]:
+        """The PR's commits, oldest first (GitHub lists at most 250)."""
+        ...
+
+    def compare_commits(self, repo: str, base: str, head: str) -> tuple[Commit, ...]:
+        """The commits reachable from `head` and not from `base`, oldest first (GitHub's
+        compare `base...head`; at most 250). NotFoundError if either is unknown."""
         ...
 
     def list_check_runs(self, repo: str, sha: str) -> tuple[CheckRun, ...]:
@@ -99,6 +109,11 @@ class GitHubPort(Protocol):
     def update_check_run(
         self, repo: str, check_run_id: int, update: CheckRunUpdate
     ) -> CheckRun: ...
+
+    def rerequest_check_run(self, repo: str, check_run_id: int) -> None:
+        """Ask the check run's App to run it again on the same commit (GitHub's
+        `check-runs/{id}/rerequest`: a `check_run` `rerequested` webhook to that App)."""
+        ...
 
     def create_ref(self, repo: str, ref: str, sha: str) -> Ref:
         """Create `ref` at `sha`. RefExistsError if it exists."""

@@ -20,6 +20,7 @@ import pytest
 from prerequisites import require_shared_github
 from sqlalchemy import Engine, insert
 
+from trunkline.bot.approval_store import ApprovalStore
 from trunkline.bot.check_reports import GROUP_CHECK_NAME
 from trunkline.bot.events import parse_payload
 from trunkline.bot.gate_runner import (
@@ -67,6 +68,7 @@ class Rig:
     locks: LockManager
     router: Router
     http: httpx.Client
+    human: Workspace  # commits as alice (alice@forge.localhost, linked to her account)
     consumed: set[str] = field(default_factory=set)
     feed_log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -154,6 +156,15 @@ class Rig:
         assert self.workspace.commit_all(self.spec, tree, f"change {slug}") is not None
         return self.workspace.push_branch(self.spec, tree, self.tokens.token())
 
+    def push_as_alice(self, item: int, slug: str, files: dict[str, str]) -> str:
+        """alice commits on the work item's pushed branch and pushes; returns the new head."""
+        tree = self.human.create_worktree(self.spec, item, slug, "main", self.tokens.token())
+        for path, text in files.items():
+            (tree.path / path).parent.mkdir(parents=True, exist_ok=True)
+            (tree.path / path).write_text(text)
+        assert self.human.commit_all(self.spec, tree, f"alice on {slug}") is not None
+        return self.human.push_branch(self.spec, tree, self.tokens.token())
+
     def runs(self, sha: str) -> dict[str, CheckRun]:
         return {run.name: run for run in self.github.list_check_runs(REPO, sha)}
 
@@ -168,6 +179,9 @@ class Rig:
             "pull_request_review",
             lambda p: p["pull_request"]["number"] == pr and p["review"]["user"]["login"] == login,
         )
+
+    def runner_approvals(self, pr: int) -> set[tuple[str, str]]:
+        return {(a.user, a.sha) for a in ApprovalStore(self.engine).approvals(REPO, pr)}
 
     def comment(self, login: str, pr: int, body: str) -> str | None:
         made = self.as_user(login, "POST", f"/repos/{REPO}/issues/{pr}/comments", {"body": body})
@@ -220,10 +234,22 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         router = Router()
         register_queue_gates(router, runner, queue, lambda _installation: github)
         workspace = Workspace(tmp / "data", Identity(BOT, "bot@example.com"))
+        human = Workspace(tmp / "alice", Identity("alice", "alice@forge.localhost"))
         spec = RepositorySpec(REPO, f"{forge.base_url}/alice/demo.git")
         try:
             yield Rig(
-                forge, receiver, github, tokens, workspace, spec, engine, queue, locks, router, http
+                forge,
+                receiver,
+                github,
+                tokens,
+                workspace,
+                spec,
+                engine,
+                queue,
+                locks,
+                router,
+                http,
+                human,
             )
         finally:
             http.close()
@@ -323,6 +349,7 @@ def test_merge_group_example_gets_the_gate_check_run(rig: Rig) -> None:
         payload["repository"]["full_name"] = REPO
         payload["installation"] = {"id": rig.forge.installation_id}
         payload["merge_group"]["head_sha"] = head
+        payload["merge_group"]["base_sha"] = rig.github.get_ref(REPO, "heads/main").sha
         payload["merge_group"]["head_ref"] = f"refs/heads/gh-readonly-queue/main/pr-{pr}-{ref_sha}"
         return payload
 
@@ -335,3 +362,41 @@ def test_merge_group_example_gets_the_gate_check_run(rig: Rig) -> None:
     rig.approve("alice", pr, head)
     rig.route("merge_group", group(head))
     assert rig.runs(head)[GROUP_CHECK_NAME].conclusion is CheckConclusion.SUCCESS
+
+
+def test_approve_command_binds_to_the_head_its_comment_was_written_for(rig: Rig) -> None:
+    pr, head = rig.open_pr("bind")
+    rig.forge.advance_clock(2)  # GitHub's timestamps have whole seconds
+    reply = rig.comment("alice", pr, "/trunkline approve") or ""
+    assert f"Recorded @alice's approval of `{head[:7]}`; it counts" in reply
+
+    # A push the bot has not handled yet: the job cannot show the new head was the head
+    # when bob wrote his comment, so nothing is recorded.
+    issue = int(rig.github.get_pull(REPO, pr).head_ref.split("-")[1])
+    new_head = rig.push(issue, "bind", {"api/bind.py": "x = 2\n"})
+    refusal = rig.comment("bob", pr, "/trunkline approve") or ""
+    assert f"Sorry @bob, I cannot be sure that `{new_head[:7]}` was already the head" in refusal
+    approvals = rig.runner_approvals(pr)
+    assert ("bob", new_head) not in approvals
+    reply = rig.comment("alice", pr, f"/trunkline approve {new_head[:10]}") or ""
+    assert f"Recorded @alice's approval of `{new_head[:7]}`; it counts" in reply
+    assert rig.runs(new_head)["trunkline/approval"].conclusion is CheckConclusion.SUCCESS
+
+
+def test_a_commit_author_is_not_an_independent_approver(rig: Rig) -> None:
+    pr, _head = rig.open_pr("authored")
+    issue = int(rig.github.get_pull(REPO, pr).head_ref.split("-")[1])
+    new_head = rig.push_as_alice(issue, "authored", {"api/authored.py": "y = 1\n"})
+    rig.feed(
+        "pull_request",
+        lambda p: p["action"] == "synchronize" and p["pull_request"]["head"]["sha"] == new_head,
+    )
+    authors = {c.author.login for c in rig.github.list_pull_commits(REPO, pr) if c.author}
+    assert authors == {"alice"}  # the bot's commit has no linked account
+    rig.approve("alice", pr, new_head)
+    approval = rig.runs(new_head)["trunkline/approval"]
+    assert approval.conclusion is CheckConclusion.FAILURE
+    assert "alice (authored commits in this pull request" in (approval.summary or "")
+    rig.approve("bob", pr, new_head)  # bob asked for the work: the requester
+    rig.verdict(pr, new_head)
+    assert rig.runs(new_head)["trunkline/approval"].conclusion is CheckConclusion.FAILURE

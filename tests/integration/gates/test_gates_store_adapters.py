@@ -74,6 +74,53 @@ def test_replace_reviews_keeps_command_approvals(records: ApprovalRecords) -> No
     assert [a.user for a in records.approvals(REPO, 1)] == ["carol"]
 
 
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: int) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_head_observations_give_the_start_of_the_heads_latest_run(
+    records: ApprovalRecords,
+) -> None:
+    assert records.head_since(REPO, 1, A) is None  # never seen
+    records.observe_head(REPO, 1, A, at(10))
+    records.observe_head(REPO, 1, A, at(30))  # seen again: the run started no later than 10
+    records.observe_head(REPO, 1, A, at(5))  # a late webhook: the run started earlier
+    assert records.head_since(REPO, 1, A) == at(5)
+    assert records.approvals(REPO, 1) == ()  # observations are not approvals
+    records.observe_head(REPO, 1, B, at(40))  # a push
+    assert records.head_since(REPO, 1, A) is None  # another head was seen after it
+    assert records.head_since(REPO, 1, B) == at(40)
+    records.observe_head(REPO, 1, A, at(50))  # pushed back: a new run of A
+    assert records.head_since(REPO, 1, A) == at(50)
+    assert records.head_since(REPO, 1, B) is None
+    records.observe_head(REPO, 1, B, at(50))  # seen at the same second: the order is unknown
+    assert records.head_since(REPO, 1, A) is None
+    assert records.head_since(REPO, 2, A) is None  # another PR
+    records.record(REPO, 1, A, "alice", COMMAND)
+    assert [a.user for a in records.approvals(REPO, 1)] == ["alice"]
+
+
+def test_live_holders_per_subsystem(tmp_path: Path) -> None:
+    engine = migrated_engine(f"sqlite:///{tmp_path / 'holders.db'}")
+    try:
+        locks = LockManager(engine)
+        ttl = timedelta(minutes=5)
+        assert isinstance(locks.acquire(REPO, "issue-1", {"api": 2}, ttl), Grant)
+        assert isinstance(locks.acquire(REPO, "human:bob", {"api": 2, "docs": 1}, ttl), Grant)
+        assert isinstance(locks.acquire("other/repo", "issue-9", {"web": 1}, ttl), Grant)
+        assert dict(LeaseHeldLocks(locks).live_holders(REPO)) == {
+            "api": ("human:bob", "issue-1"),
+            "docs": ("human:bob",),
+        }
+        locks.release(REPO, "human:bob")
+        assert dict(LeaseHeldLocks(locks).live_holders(REPO)) == {"api": ("issue-1",)}
+    finally:
+        engine.dispose()
+
+
 def test_work_item_holder_follows_a_takeover(tmp_path: Path) -> None:
     engine = migrated_engine(f"sqlite:///{tmp_path / 'items.db'}")
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from pydantic import BaseModel
 
 from trunkline.bot.events import EVENT_MODELS
 
-JSON_TYPES = {str: {"string"}, int: {"integer"}, bool: {"boolean"}, float: {"number", "integer"}}
+JSON_TYPES = {
+    str: {"string"},
+    int: {"integer"},
+    bool: {"boolean"},
+    float: {"number", "integer"},
+    datetime: {"string"},  # GitHub's ISO 8601 timestamps
+}
 
 
 @cache

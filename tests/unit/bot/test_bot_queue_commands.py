@@ -8,7 +8,7 @@ by the integration tests on the forge.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,13 +24,14 @@ from trunkline.bot.gate_runner import (
     change_of,
     latest_review_approvals,
 )
-from trunkline.bot.merge_group import group_members
+from trunkline.bot.merge_group import group_contents, group_members
 from trunkline.bot.queue_commands import QueueCommands, register_queue_gates, reply_key
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.github.fake import FakeGitHub
 from trunkline.github.model import (
     Actor,
     CheckConclusion,
+    Commit,
     Permission,
     PullFile,
     Review,
@@ -53,6 +54,7 @@ from trunkline.queue.events import (
     PrHeadChanged,
     PriorityChanged,
 )
+from trunkline.queue.gates import ApprovalSource
 from trunkline.queue.model import CheckConclusion as QueueConclusion
 from trunkline.queue.model import Gate, OutcomeKind, Priority, QueueConfig, QueueState
 
@@ -119,6 +121,13 @@ class Locks:
     def held_subsystems(self, repo: str, holder: str) -> tuple[str, ...]:
         return self.held.get(holder, ())
 
+    def live_holders(self, repo: str) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = {}
+        for holder, subsystems in self.held.items():
+            for name in subsystems:
+                found.setdefault(name, []).append(holder)
+        return {name: tuple(sorted(holders)) for name, holders in found.items()}
+
 
 @dataclass
 class World:
@@ -130,6 +139,12 @@ class World:
     commands: QueueCommands
     pr: int
     issue: int
+    ticks: int = 0
+
+    def tick(self) -> datetime:
+        """GitHub's clock: a second later at every call."""
+        self.ticks += 1
+        return NOW + timedelta(seconds=self.ticks)
 
     def github_for(self, installation: int | None) -> GitHubPort:
         return self.github
@@ -140,9 +155,17 @@ class World:
         self.router.dispatch(RoutedEvent("d", event, payload.get("action"), parsed, payload))
 
     def comment(
-        self, login: str, body: str, *, account_type: str = "User", on_issue: bool = False
+        self,
+        login: str,
+        body: str,
+        *,
+        account_type: str = "User",
+        on_issue: bool = False,
+        written_at: datetime | None = None,
     ) -> int:
+        """A comment written at `written_at` (default: now), delivered and handled now."""
         number = self.issue if on_issue else self.pr
+        written = written_at or self.tick()
         made = self.github.add_comment(REPO, number, author=login, body=body)
         pull_request = {} if on_issue else {"pull_request": {"url": "x"}}
         self.dispatch(
@@ -154,6 +177,7 @@ class World:
                     "id": made.id,
                     "body": body,
                     "user": {"login": login, "id": 5, "type": account_type},
+                    "created_at": written.isoformat(),
                 },
                 "repository": REPOSITORY,
                 "installation": {"id": 1},
@@ -185,6 +209,7 @@ class World:
                     "title": "t",
                     "head": {"ref": pull.head_ref, "sha": pull.head_sha},
                     "base": {"ref": base, "sha": pull.base_sha},
+                    "updated_at": self.tick().isoformat(),
                 },
                 "repository": REPOSITORY,
                 "installation": {"id": 1},
@@ -332,6 +357,7 @@ def test_approve_by_read_only_user_is_refused_politely(world: World) -> None:
 
 
 def test_approve_by_an_owner_counts(world: World) -> None:
+    world.pull_event("opened")
     comment = world.comment("owen", "/trunkline approve")
     reply = world.reply(comment) or ""
     assert f"Recorded @owen's approval of `{HEAD[:7]}`; it counts" in reply
@@ -339,8 +365,152 @@ def test_approve_by_an_owner_counts(world: World) -> None:
 
 
 def test_approve_by_the_requester_is_recorded_but_does_not_count(world: World) -> None:
+    world.pull_event("opened")
     comment = world.comment("rita", "/trunkline approve")
     assert "it does not count: rita (the requester)" in (world.reply(comment) or "")
+
+
+def test_approve_binds_to_the_head_when_the_comment_was_written(world: World) -> None:
+    """olivia approves while HEAD is the head; a push lands before her comment's job runs.
+    Her approval must not count for the new head she never saw."""
+    world.pull_event("opened")  # HEAD observed as the head
+    written = world.tick()
+    world.github.push_to_pull(REPO, world.pr, NEW_HEAD)
+    world.pull_event("synchronize")  # NEW_HEAD observed, after the comment was written
+    comment = world.comment("olivia", "/trunkline approve", written_at=written)
+    reply = world.reply(comment) or ""
+    assert "Sorry @olivia, I cannot be sure that `2222222` was already the head" in reply
+    assert "`/trunkline approve 2222222`" in reply
+    assert world.approvals.approvals(REPO, world.pr) == ()
+    assert world.runs(NEW_HEAD)["trunkline/approval"].conclusion is CheckConclusion.FAILURE
+
+    # Naming the SHA approves exactly that commit.
+    comment = world.comment("olivia", "/trunkline approve 2222222")
+    assert "Recorded @olivia's approval of `2222222`; it counts" in (world.reply(comment) or "")
+    assert world.runs(NEW_HEAD)["trunkline/approval"].conclusion is CheckConclusion.SUCCESS
+
+
+def test_approve_of_an_unobserved_head_is_refused_then_counts_after_it_was_seen(
+    world: World,
+) -> None:
+    # The push's webhook has not been handled yet: the bot never saw NEW_HEAD as the head.
+    world.pull_event("opened")
+    world.github.push_to_pull(REPO, world.pr, NEW_HEAD)
+    comment = world.comment("owen", "/trunkline approve")
+    assert "I cannot be sure" in (world.reply(comment) or "")
+    world.pull_event("synchronize")
+    comment = world.comment("owen", "/trunkline approve")  # written after it was seen
+    assert "it counts" in (world.reply(comment) or "")
+    assert [(a.user, a.sha) for a in world.approvals.approvals(REPO, world.pr)] == [
+        ("owen", NEW_HEAD)
+    ]
+
+
+def test_approve_naming_another_sha_records_nothing(world: World) -> None:
+    world.pull_event("opened")
+    comment = world.comment("owen", "/trunkline approve 2222222")
+    reply = world.reply(comment) or ""
+    assert "`2222222` is not the head" in reply
+    assert f"`/trunkline approve {HEAD[:7]}`" in reply
+    assert world.approvals.approvals(REPO, world.pr) == ()
+    comment = world.comment("owen", "/trunkline approve zz")
+    assert "takes nothing or a commit SHA" in (world.reply(comment) or "")
+
+
+def test_commit_authors_and_the_takeover_human_are_not_independent(world: World) -> None:
+    world.pull_event("opened")
+    world.github.add_commit(REPO, HEAD, BASE, message="fix", author="olivia", committer="olivia")
+    comment = world.comment("olivia", "/trunkline approve")
+    assert (
+        "it does not count: olivia (authored commits in this pull request: not an "
+        "independent approver)" in (world.reply(comment) or "")
+    )
+    # owen takes the work item over: his leases, and he is no longer independent either.
+    directory = world.runner.work_items
+    assert isinstance(directory, Directory)
+    directory.items[world.pr] = WorkItemRef(world.issue, "human:owen")
+    locks = world.runner.held_locks
+    assert isinstance(locks, Locks)
+    locks.held = {"human:owen": ("api",)}
+    comment = world.comment("owen", "/trunkline approve")
+    assert "owen (took over the work item: not an independent approver)" in (
+        world.reply(comment) or ""
+    )
+    assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.FAILURE
+    assert world.runs()["trunkline/scope"].conclusion is CheckConclusion.SUCCESS
+
+
+def test_a_persons_pr_passes_scope_unless_a_holder_has_the_subsystem(world: World) -> None:
+    person = world.github.add_pull(
+        REPO,
+        head_ref="hank/fix",
+        head_sha="7" * 40,
+        author="hank",
+        files=(PullFile("api/z.py", "modified", 1, 0),),
+    ).number
+    reading = world.runner.refresh(world.github, REPO, person)
+    scope = reading.reports[0]
+    assert not scope.ok
+    assert "api is held by work item #1 (issue-1)" in scope.detail
+    assert "Wait until the holder merges or releases it" in scope.detail
+    run = world.runs("7" * 40)["trunkline/scope"]
+    assert run.conclusion is CheckConclusion.FAILURE
+    assert "held by work item #1" in (run.summary or "")
+    locks = world.runner.held_locks
+    assert isinstance(locks, Locks)
+    locks.held = {}  # the work item merged and released api
+    reading = world.runner.refresh(world.github, REPO, person)
+    assert reading.reports[0].ok, reading.reports[0].detail
+    assert "has no work item" in reading.reports[0].detail
+    # hank is the requester of his own PR: his approval does not count.
+    world.approvals.record(REPO, person, "7" * 40, "hank", ApprovalSource.COMMAND)
+    approval = world.runner.refresh(world.github, REPO, person).reports[2]
+    assert not approval.ok
+    assert "hank (the requester)" in approval.detail
+
+
+WRITE_COMMANDS = (
+    "/trunkline queue",
+    "/trunkline dequeue",
+    "/trunkline approve",
+    "/trunkline retry",
+    "/trunkline priority high",
+    "/trunkline priority low",
+)
+
+
+@pytest.mark.parametrize("body", WRITE_COMMANDS)
+def test_every_write_command_refuses_read_only_users(world: World, body: str) -> None:
+    world.pull_event("opened")
+    before = len(world.queue.events)
+    comment = world.comment("carol", body)
+    reply = world.reply(comment) or ""
+    name = body.split()[1]
+    assert f"Sorry @carol, `/trunkline {name}` needs write access" in reply
+    assert len(world.queue.events) == before
+    assert world.approvals.approvals(REPO, world.pr) == ()
+
+
+def test_explain_needs_read_access(world: World) -> None:
+    comment = world.comment("stranger", "/trunkline explain")
+    assert "Sorry @stranger, `/trunkline explain` needs read access" in (world.reply(comment) or "")
+    assert "Gates of" in (world.reply(world.comment("carol", "/trunkline explain")) or "")
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("/trunkline", "needs a command"),
+        ("/trunkline priority urgent", "takes one of `high`, `normal`, `low`"),
+        ("/trunkline queue now", "takes no arguments"),
+        ("/trunkline approve abc", "takes nothing or a commit SHA"),
+    ],
+)
+def test_malformed_commands_get_the_short_help(world: World, body: str, problem: str) -> None:
+    reply = world.reply(world.comment("stranger", body)) or ""
+    assert problem in reply
+    assert "trunkline understands:" in reply
+    assert world.queue.events == []
 
 
 def test_unknown_command_gets_help_and_agent_commands_are_left_alone(world: World) -> None:
@@ -468,15 +638,19 @@ def test_group_members_from_the_head_ref(ref: str, members: tuple[tuple[int, str
     assert group_members(ref) == members
 
 
-def merge_group(world: World, head_ref: str) -> None:
+GROUP = "9" * 40
+BASE = "0" * 40
+
+
+def merge_group(world: World, head_ref: str, head_sha: str = GROUP) -> None:
     world.dispatch(
         "merge_group",
         {
             "action": "checks_requested",
             "merge_group": {
-                "head_sha": "9" * 40,
+                "head_sha": head_sha,
                 "head_ref": head_ref,
-                "base_sha": "0" * 40,
+                "base_sha": BASE,
                 "base_ref": "refs/heads/main",
             },
             "repository": REPOSITORY,
@@ -485,33 +659,134 @@ def merge_group(world: World, head_ref: str) -> None:
     )
 
 
+def merge_commit(world: World, sha: str, parent: str, pr: int, pr_head: str) -> str:
+    """GitHub's merge-queue merge commit of `pr` (at `pr_head`) on `parent`."""
+    world.github.add_commit(REPO, pr_head, BASE)
+    return world.github.add_commit(
+        REPO, sha, parent, pr_head, message=f"Merge pull request #{pr} from acme/branch\n\nt"
+    )
+
+
 def test_merge_group_gate_passes_only_when_every_gate_passes(world: World) -> None:
     ref = f"refs/heads/gh-readonly-queue/main/pr-{world.pr}-{HEAD}"
+    merge_commit(world, GROUP, BASE, world.pr, HEAD)
     merge_group(world, ref)
-    gate = world.runs("9" * 40)[GROUP_CHECK_NAME]
+    gate = world.runs(GROUP)[GROUP_CHECK_NAME]
     assert gate.conclusion is CheckConclusion.FAILURE
     assert f"#{world.pr} at `{HEAD[:7]}`" in (gate.summary or "")
     bot_review(world)
     human_review(world, "olivia")
     merge_group(world, ref)
-    gate = world.runs("9" * 40)[GROUP_CHECK_NAME]
+    gate = world.runs(GROUP)[GROUP_CHECK_NAME]
     assert gate.conclusion is CheckConclusion.SUCCESS
     assert len(world.github.calls_of("update_check_run")) >= 1  # the same run, updated
+
+
+def test_merge_group_checks_every_pr_ahead_in_the_group(world: World) -> None:
+    """The group of #pr also contains #ahead (queued before it): its failing gates fail the
+    group even though the ref names only #pr."""
+    ahead_head = "3" * 40
+    ahead = world.github.add_pull(
+        REPO,
+        head_ref="someone/ahead",
+        head_sha=ahead_head,
+        author="hank",
+        files=(PullFile("README.md", "modified", 1, 1),),  # the default subsystem: unheld
+    ).number
+    first = merge_commit(world, "8" * 40, BASE, ahead, ahead_head)
+    merge_commit(world, GROUP, first, world.pr, HEAD)
+    bot_review(world)
+    human_review(world, "olivia")
+    merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-{world.pr}-{HEAD}")
+    gate = world.runs(GROUP)[GROUP_CHECK_NAME]
+    summary = gate.summary or ""
+    assert gate.conclusion is CheckConclusion.FAILURE
+    assert f"### #{ahead} at `{ahead_head[:7]}` ❌" in summary
+    assert f"### #{world.pr} at `{HEAD[:7]}` ✅" in summary
+    assert "1 of 2 pull request(s) fail a gate" in (gate.title or "")
+    # Once #ahead passes too, the group passes (owen owns the default subsystem).
+    world.github.set_file(REPO, "main", ".github/CODEOWNERS", "* @owen\n")
+    world.github.create_review(
+        REPO, ahead, commit_sha=ahead_head, event=ReviewEvent.APPROVE, body="ok"
+    )
+    world.github.add_review(
+        REPO, ahead, author="owen", state=ReviewState.APPROVED, commit_sha=ahead_head
+    )
+    merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-{world.pr}-{HEAD}")
+    gate = world.runs(GROUP)[GROUP_CHECK_NAME]
+    assert gate.conclusion is CheckConclusion.SUCCESS, gate.summary
+
+
+def test_merge_group_with_a_commit_of_no_known_pr_fails(world: World) -> None:
+    bot_review(world)
+    human_review(world, "olivia")
+    stray = world.github.add_commit(REPO, "5" * 40, BASE, message="a commit from nowhere")
+    world.github.add_commit(REPO, GROUP, stray, HEAD, message=f"Merge pull request #{world.pr}")
+    merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-{world.pr}-{HEAD}")
+    gate = world.runs(GROUP)[GROUP_CHECK_NAME]
+    assert gate.conclusion is CheckConclusion.FAILURE
+    assert f"commit(s) {stray[:7]} of the merge group belong to no pull request" in (
+        gate.summary or ""
+    )
 
 
 def test_merge_group_of_a_moved_head_or_unknown_pr_fails(world: World) -> None:
     bot_review(world)
     human_review(world, "olivia")
+    merge_commit(world, GROUP, BASE, world.pr, NEW_HEAD)
     merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-{world.pr}-{NEW_HEAD}")
-    gate = world.runs("9" * 40)[GROUP_CHECK_NAME]
+    gate = world.runs(GROUP)[GROUP_CHECK_NAME]
     assert gate.conclusion is CheckConclusion.FAILURE
     assert "gates are evaluated on the current head only" in (gate.summary or "")
-    merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-999-{HEAD}")
-    assert world.runs("9" * 40)[GROUP_CHECK_NAME].conclusion is CheckConclusion.FAILURE
-    merge_group(world, "refs/heads/gh-readonly-queue/main/nothing")
-    gate = world.runs("9" * 40)[GROUP_CHECK_NAME]
+    unknown = merge_commit(world, "6" * 40, BASE, 999, HEAD)
+    merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-999-{HEAD}", unknown)
+    gate = world.runs(unknown)[GROUP_CHECK_NAME]
+    assert gate.conclusion is CheckConclusion.FAILURE
+    assert "pull request #999 not found" in (gate.summary or "")
+    merge_group(world, "refs/heads/gh-readonly-queue/main/nothing", BASE)
+    gate = world.runs(BASE)[GROUP_CHECK_NAME]
     assert gate.conclusion is CheckConclusion.FAILURE
     assert "names no pull request" in (gate.summary or "")
+    merge_group(world, f"refs/heads/gh-readonly-queue/main/pr-{world.pr}-{HEAD}", "4" * 40)
+    gate = world.runs("4" * 40)[GROUP_CHECK_NAME]
+    assert gate.conclusion is CheckConclusion.FAILURE
+    assert "cannot be listed" in (gate.summary or "")
+
+
+@pytest.mark.parametrize(
+    ("messages", "ref_pr", "members", "unattributed"),
+    [
+        # merge commits name their PR; the second parent is its head
+        ((("m1", ("b", "h1"), "Merge pull request #1 from a/x"),), None, ((1, "h1"),), ()),
+        # a squash commit: the PR is known, its SHA is not
+        ((("s2", ("b",), "Add a thing (#2)"),), None, ((2, None),), ()),
+        # the ref's PR and the commits reachable from its head
+        ((("c3", ("b",), "change"),), (3, "c3"), ((3, "c3"),), ()),
+        ((("x", ("b",), "stray"),), None, (), ("x",)),
+        # the PR's own commits under its merge commit belong to it
+        (
+            (("c1", ("b",), "work"), ("m1", ("b", "c1"), "Merge pull request #1 from a/x")),
+            None,
+            ((1, "c1"),),
+            (),
+        ),
+    ],
+)
+def test_group_contents(
+    messages: tuple[tuple[str, tuple[str, ...], str], ...],
+    ref_pr: tuple[int, str] | None,
+    members: tuple[tuple[int, str | None], ...],
+    unattributed: tuple[str, ...],
+) -> None:
+    commits = tuple(Commit(sha, parents, message) for sha, parents, message in messages)
+    ref = "refs/heads/main" if ref_pr is None else f"gh-readonly-queue/main/pr-{ref_pr[0]}-"
+    contents = group_contents(ref, commits)
+    if ref_pr is not None:  # group_members needs a 40-hex SHA: checked in its own test
+        contents = group_contents(ref + "f" * 40, commits)
+        assert contents.members[-1] == (ref_pr[0], "f" * 40)
+        return
+    assert contents.members == members
+    assert contents.unattributed == unattributed
 
 
 # -- pure pieces of the runner -----------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from trunkline.bot.check_reports import (
@@ -17,18 +19,21 @@ from trunkline.bot.queue_commands import render_evaluation
 from trunkline.github.model import Actor, CheckConclusion, Review, ReviewState
 from trunkline.policies.evaluation import Change, CompiledPolicy
 from trunkline.policies.model import Policy
-from trunkline.queue.events import GateReport
+from trunkline.queue.engine import initial_state, step
+from trunkline.queue.events import Enqueue, GateReport, GatesUpdated
+from trunkline.queue.explain import check_run_view
 from trunkline.queue.gates import ReviewerVerdict
-from trunkline.queue.model import Gate
+from trunkline.queue.model import Gate, Priority, QueueConfig
 
 SHA = "c0ffee" + "0" * 34
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
     ("gate", "ok", "conclusion", "title"),
     [
-        (Gate.SCOPE, True, CheckConclusion.SUCCESS, "Within the held locks"),
-        (Gate.SCOPE, False, CheckConclusion.FAILURE, "Outside the held locks"),
+        (Gate.SCOPE, True, CheckConclusion.SUCCESS, "Touched subsystems are in scope"),
+        (Gate.SCOPE, False, CheckConclusion.FAILURE, "Touches subsystems out of scope"),
         (Gate.REVIEW, True, CheckConclusion.SUCCESS, "Reviewer approved this commit"),
         (Gate.REVIEW, False, CheckConclusion.FAILURE, "No approving review of this commit"),
         (Gate.APPROVAL, True, CheckConclusion.SUCCESS, "Approvals satisfied"),
@@ -131,3 +136,26 @@ def test_render_evaluation_lists_subsystems_risk_and_approvals() -> None:
     assert "2 from the listed approvers (alice, bob); the requester may not count" in text
     low = render_evaluation(CompiledPolicy(policy).evaluate(Change(modified=("api/x.py",))))
     assert "- approvals: none required" in low
+
+
+def test_every_check_run_says_why() -> None:
+    """trunkline/scope|review|approval carry the gate's detail, trunkline/queue the entry's
+    position, state, why it waits and every gate."""
+    reports = (
+        GateReport(Gate.SCOPE, False, "api is held by work item #12 (issue-12)"),
+        GateReport(Gate.REVIEW, True, "reviewer approved c0ffee0"),
+        GateReport(Gate.APPROVAL, False, "docs ✗ 0 of 1 (owners: dora)"),
+    )
+    for report in reports:
+        content = render_gate_check(report, SHA)
+        assert report.detail in content.summary
+        assert f"`{SHA[:7]}`" in content.summary
+    state = initial_state("acme/app", QueueConfig(base="main", required_checks=("ci",)), "0" * 40)
+    state, _ = step(state, Enqueue(7, SHA, Priority.NORMAL), NOW)
+    state, _ = step(state, GatesUpdated(7, SHA, reports), NOW)
+    view = check_run_view(state, 7)
+    assert view is not None
+    assert view.title == "#1 in the queue: waiting"
+    assert "waiting for gates: scope failed, approval failed" in view.summary
+    for report in reports:
+        assert report.detail in view.summary

@@ -42,6 +42,7 @@ def names(body: str) -> list[tuple[str, str | None]]:
         ),
         ("/trunkline approve\r\n/trunkline retry\r\n", [("approve", None), ("retry", None)]),
         ("/trunkline cancel", [("cancel", None)]),
+        ("/trunkline approve 1a2B3c4", [("approve", "1a2b3c4")]),  # names the SHA it approves
         ("no commands here", []),
         ("see /trunkline takeover in the docs", []),  # not at the start of the line
         ("/trunklines takeover", []),
@@ -76,6 +77,10 @@ def test_bot_slash_commands_are_parsed(body: str, expected: list[tuple[str, str 
         ("/trunkline priority urgent", "takes one of"),
         ("/trunkline priority high now", "takes one of"),
         ("/trunkline takeover now", "takes no arguments"),
+        ("/trunkline approve abc12", "takes nothing or a commit SHA"),  # too short
+        ("/trunkline approve please", "takes nothing or a commit SHA"),
+        ("/trunkline approve 1a2b3c4 5d6e7f8", "takes nothing or a commit SHA"),
+        ("/trunkline approve-plan 1a2b3c4", "takes no arguments"),
     ],
 )
 def test_bot_slash_unknown_commands_come_with_help(line: str, problem: str) -> None:

@@ -17,6 +17,7 @@ from trunkline.queue.gates import (
     GateInputs,
     RecordedApproval,
     ReviewerVerdict,
+    SubsystemHolders,
     approval_gate,
     evaluate_gates,
     gates_updated,
@@ -81,7 +82,7 @@ def approved(
         (("api/x.py", "docs/a.md"), ("api",), False, ["outside the held locks: docs", "docs/a.md"]),
         (("src/main.py",), ("api",), False, ["default", "src/main.py"]),
         (("api/x.py",), (), False, ["outside the held locks: api", "held: none"]),
-        (("api/x.py",), None, False, ["no ownership locks are held"]),
+        (("api/x.py",), None, True, ["no work item", "no other holder fills", "(api)"]),
         (("api/x.py",), ("api", "docs", "web"), True, ["all within the held locks"]),
     ],
 )
@@ -140,7 +141,7 @@ LOW = ("api/x.py",)  # low risk: no approvals
     ("case", "paths", "approvals", "changes", "ok", "mentions"),
     [
         ("low risk needs nobody", LOW, (), {}, True, ["no human approval required"]),
-        ("missing", MEDIUM, (), {}, False, ["0 of 1", "owners of the touched subsystems (dora)"]),
+        ("missing", MEDIUM, (), {}, False, ["docs ✗ 0 of 1 (owners: dora)", "its own owners"]),
         ("owner approves head", MEDIUM, approved("dora"), {}, True, ["approved by dora"]),
         ("case-insensitive login", MEDIUM, approved("Dora"), {}, True, ["approved by Dora"]),
         (
@@ -223,10 +224,18 @@ LOW = ("api/x.py",)  # low risk: no approvals
         (
             "owner team via mapping (from: owners)",
             ("api/x.py", "docs/a.md"),
-            approved("tina"),
+            approved("tina", "dora"),
             {"teams": {"@acme/api-team": frozenset({"tina"})}},
             True,
             [],
+        ),
+        (
+            "an api owner does not approve the docs part",
+            ("api/x.py", "docs/a.md"),
+            approved("tina"),
+            {"teams": {"@acme/api-team": frozenset({"tina"})}},
+            False,
+            ["api ✓ 1 of 1", "docs ✗ 0 of 1"],
         ),
     ],
 )
@@ -257,9 +266,11 @@ def test_approval_gate(
 
 
 def test_owners_without_owners_nobody_can_approve() -> None:
+    # web has no owners: dora owns docs only and cannot approve web's part of the change.
     report = approval_gate(inputs(("web/a.js", "docs/a.md"), approvals=approved("dora")))
-    # web has no owners but docs does, so dora may approve the union of owners
-    assert report.ok
+    assert not report.ok
+    assert "web has no owners, so nobody can approve it" in report.detail
+    assert "docs ✓ 1 of 1" in report.detail
     no_owner_policy = Policy.model_validate(
         {"subsystems": {"web": {"paths": ["web/**"]}}, "approvals": {"low": {"required": 1}}}
     )
@@ -267,6 +278,124 @@ def test_owners_without_owners_nobody_can_approve() -> None:
     report = approval_gate(inputs(evaluation=lone, approvals=approved("dora")))
     assert not report.ok
     assert "nobody can approve" in report.detail
+
+
+OWNERS_POLICY = CompiledPolicy(
+    Policy.model_validate(
+        {
+            "subsystems": {
+                "api": {"paths": ["api/**"], "owners": ["alice", "olga"]},
+                "docs": {"paths": ["docs/**"], "owners": ["dora", "olga"]},
+            },
+            "approvals": {"low": {"required": 1}},
+        }
+    )
+)
+BOTH = OWNERS_POLICY.evaluate(Change(modified=("api/x.py", "docs/a.md")))
+
+
+@pytest.mark.parametrize(
+    ("approvers", "ok", "mentions"),
+    [
+        # One subsystem's owners never approve another's part: each needs its own.
+        (("alice",), False, ["api ✓ 1 of 1", "docs ✗ 0 of 1 (owners: dora, olga)"]),
+        (("dora",), False, ["api ✗ 0 of 1", "docs ✓ 1 of 1"]),
+        (("alice", "dora"), True, ["approved by alice)", "approved by dora)"]),
+        # An owner of both subsystems approves both.
+        (("olga",), True, ["api ✓ 1 of 1 (owners: alice, olga; approved by olga)"]),
+        (("mallory", "alice"), False, ["mallory (not an owner"]),
+    ],
+)
+def test_owners_approve_each_touched_subsystem_separately(
+    approvers: tuple[str, ...], ok: bool, mentions: list[str]
+) -> None:
+    report = approval_gate(inputs(evaluation=BOTH, approvals=approved(*approvers)))
+    assert report.ok is ok, report.detail
+    for text in mentions:
+        assert text in report.detail, report.detail
+    tally = tally_approvals(inputs(evaluation=BOTH, approvals=approved(*approvers)))
+    assert [group.subsystem for group in tally.groups] == ["api", "docs"]
+
+
+@pytest.mark.parametrize(
+    ("contributors", "requester", "allow", "ok", "mentions"),
+    [
+        ((), "rita", False, True, []),
+        (
+            (("dora", "authored commits in this pull request"),),
+            "rita",
+            False,
+            False,
+            ["dora (authored commits in this pull request: not an independent approver)"],
+        ),
+        (
+            (("Dora", "took over the work item"),),
+            "rita",
+            False,
+            False,
+            ["dora (took over the work item"],
+        ),
+        # allow_requester lets the requester approve even their own commits ...
+        ((("dora", "authored commits in this pull request"),), "dora", True, True, []),
+        # ... but no other contributor.
+        (
+            (("dora", "committed to this pull request"),),
+            "rita",
+            True,
+            False,
+            ["committed to this pull request"],
+        ),
+        ((), "dora", False, False, ["dora (the requester)"]),
+    ],
+)
+def test_contributors_are_not_independent_approvers(
+    contributors: tuple[tuple[str, str], ...],
+    requester: str,
+    allow: bool,
+    ok: bool,
+    mentions: list[str],
+) -> None:
+    given = inputs(
+        MEDIUM, approvals=approved("dora"), contributors=contributors, requester=requester
+    )
+    requirement = replace(given.evaluation.approvals, allow_requester=allow)
+    given = replace(given, evaluation=replace(given.evaluation, approvals=requirement))
+    report = approval_gate(given)
+    assert report.ok is ok, report.detail
+    for text in mentions:
+        assert text in report.detail, report.detail
+
+
+@pytest.mark.parametrize(
+    ("holders", "ok", "mentions"),
+    [
+        ((), True, ["no work item", "(api)"]),
+        ((SubsystemHolders("api", (), 1),), True, ["no other holder fills"]),
+        (
+            (SubsystemHolders("api", ("issue-12",), 1),),
+            False,
+            ["api is held by work item #12 (issue-12)", "Wait until the holder merges"],
+        ),
+        (
+            (SubsystemHolders("api", ("human:bob",), 1),),
+            False,
+            ["api is held by @bob (took over a work item)"],
+        ),
+        # A subsystem that allows two holders still has room for the person's change.
+        ((SubsystemHolders("api", ("issue-12",), 2),), True, []),
+        ((SubsystemHolders("api", ("issue-12", "issue-13"), 2),), False, ["issue-13"]),
+        ((SubsystemHolders("api", (), 0),), False, ["api is frozen by the policy"]),
+        # The requester's own takeover leases do not block their PR.
+        ((SubsystemHolders("api", ("human:Rita",), 1),), True, []),
+    ],
+)
+def test_scope_of_a_pr_without_a_work_item(
+    holders: tuple[SubsystemHolders, ...], ok: bool, mentions: list[str]
+) -> None:
+    report = scope_gate(inputs(("api/x.py",), held_subsystems=None, lock_holders=holders))
+    assert report.ok is ok, report.detail
+    for text in mentions:
+        assert text in report.detail, report.detail
 
 
 def test_tally_sorts_counted_ignored_and_stale() -> None:
@@ -340,3 +469,4 @@ def test_stale_and_bot_approvals_never_change_the_approval_gate(
     assert {c.lower() for c in tally.counted} <= heads - {"rita", BOT, "renovate[bot]"}
     required = base.evaluation.approvals.required
     assert approval_gate(noisy).ok is (len(tally.counted) >= required)
+    assert approval_gate(noisy).ok is all(len(g.counted) >= required for g in tally.groups)
