@@ -20,6 +20,12 @@ has changes nothing. A *new* escalation (another reason or head) gets a new comm
 mentions notify (GitHub notifies mentions only when a comment is created, not edited).
 Retryable errors (`GitTransportError`, `RateLimitedError`, `GitHubUnavailableError`)
 propagate to the job runner, which runs the whole thing again.
+
+Callers other than the agents runtime (the dispatch pipeline, whose escalations are decided
+by its state machine, not by a `WorkOutcome`) pass an `EscalationReport`: the same facts
+(item, kind, reason code, the comment's markdown, the head) without the agents' types; and
+may pass their own `push` (e.g. a push that expects the branch's old SHA). Any push is
+never forced.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from trunkline.agents.outcome import OutcomeKind, WorkOutcome
 from trunkline.github.port import GitHubPort
@@ -67,24 +74,54 @@ class EscalationResult:
     labels: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class EscalationReport:
+    """What an escalation (or takeover) tells GitHub, independent of who decided it."""
+
+    work_item: str
+    kind: OutcomeKind
+    reason: str  # a code such as `budget_usd`; "none" for a takeover
+    comment: str  # markdown: reason, spend, what was done, next steps
+    head_sha: str | None  # the worktree's HEAD (the work so far)
+
+    @classmethod
+    def of(cls, outcome: WorkOutcome) -> EscalationReport:
+        reason = outcome.reason.value if outcome.reason is not None else "none"
+        return cls(outcome.work_item, outcome.kind, reason, outcome.comment, outcome.head_sha)
+
+
+class BranchPush(Protocol):
+    """Pushes the worktree's HEAD to its branch, never forced; returns the pushed SHA and
+    raises `PushRejectedError` when the remote refuses."""
+
+    def __call__(self, worktree: Worktree) -> str: ...
+
+
 def mention(principal: str) -> str:
     return principal if principal.startswith("@") else f"@{principal}"
 
 
-def comment_key(outcome: WorkOutcome) -> str:
+def _report(outcome: WorkOutcome | EscalationReport) -> EscalationReport:
+    return outcome if isinstance(outcome, EscalationReport) else EscalationReport.of(outcome)
+
+
+def comment_key(outcome: WorkOutcome | EscalationReport) -> str:
     """The sticky key of this outcome's comment: same outcome, same comment."""
-    reason = outcome.reason.value if outcome.reason is not None else "none"
-    head = (outcome.head_sha or "nohead")[:12]
-    return f"agents.{outcome.kind.value}.{reason}.{head}"
+    report = _report(outcome)
+    head = (report.head_sha or "nohead")[:12]
+    return f"agents.{report.kind.value}.{report.reason}.{head}"
 
 
-def escalation_comment(outcome: WorkOutcome, push: PushReport, notify: Sequence[str] = ()) -> str:
+def escalation_comment(
+    outcome: WorkOutcome | EscalationReport, push: PushReport, notify: Sequence[str] = ()
+) -> str:
     """The comment's markdown: the outcome's own comment, then where the work is, then cc."""
-    lines = [outcome.comment.rstrip("\n"), ""]
+    report = _report(outcome)
+    lines = [report.comment.rstrip("\n"), ""]
     if push.rejected:
         lines.append(
             f"**Branch:** the push to `{push.branch}` was refused (the branch moved); the "
-            f"work so far is the worktree's `{(outcome.head_sha or '')[:12]}`."
+            f"work so far is the worktree's `{(report.head_sha or '')[:12]}`."
         )
     elif push.sha is not None:
         lines.append(f"**Branch:** the work so far is on `{push.branch}` at `{push.sha[:12]}`.")
@@ -99,26 +136,28 @@ def push_work(
     workspace: Workspace,
     spec: RepositorySpec,
     worktree: Worktree,
-    outcome: WorkOutcome,
+    outcome: WorkOutcome | EscalationReport,
     token: TokenSource,
+    push: BranchPush | None = None,
 ) -> PushReport:
     """Push HEAD to the item's branch when there is work beyond the base (never forced)."""
-    head = outcome.head_sha
+    report = _report(outcome)
+    head = report.head_sha
     if head is None or head == worktree.base_sha:
         return PushReport(worktree.branch, None)
     try:
-        sha = workspace.push_branch(spec, worktree, token())
+        sha = push(worktree) if push is not None else workspace.push_branch(spec, worktree, token())
     except PushRejectedError:
         log.warning(
             "escalation push refused",
-            extra={"work_item": outcome.work_item, "branch": worktree.branch},
+            extra={"work_item": report.work_item, "branch": worktree.branch},
         )
         return PushReport(worktree.branch, None, rejected=True)
     return PushReport(worktree.branch, sha)
 
 
 def perform_escalation(
-    outcome: WorkOutcome,
+    outcome: WorkOutcome | EscalationReport,
     *,
     github: GitHubPort,
     workspace: Workspace,
@@ -127,17 +166,19 @@ def perform_escalation(
     issue_number: int,
     token: TokenSource,
     policy: EscalationPolicy,
+    push: BranchPush | None = None,
 ) -> EscalationResult:
     """Push, comment, label (see the module docstring). Only for escalated or taken-over
     outcomes; a completed one goes to the pull request flow instead."""
-    if outcome.kind is OutcomeKind.COMPLETED:
+    report = _report(outcome)
+    if report.kind is OutcomeKind.COMPLETED:
         raise ValueError("a completed outcome is not escalated; open the pull request instead")
-    push = push_work(workspace, spec, worktree, outcome, token)
-    escalated = outcome.kind is OutcomeKind.ESCALATED
+    pushed = push_work(workspace, spec, worktree, report, token, push)
+    escalated = report.kind is OutcomeKind.ESCALATED
     notify = policy.notify if escalated else ()
-    key = comment_key(outcome)
+    key = comment_key(report)
     comment = github.upsert_sticky_comment(
-        spec.full_name, issue_number, key, escalation_comment(outcome, push, notify)
+        spec.full_name, issue_number, key, escalation_comment(report, pushed, notify)
     )
     labels: tuple[str, ...] = ()
     if escalated:
@@ -145,11 +186,11 @@ def perform_escalation(
     log.info(
         "work item escalation performed",
         extra={
-            "work_item": outcome.work_item,
-            "kind": outcome.kind.value,
-            "reason": outcome.reason.value if outcome.reason else None,
-            "pushed": push.sha,
+            "work_item": report.work_item,
+            "kind": report.kind.value,
+            "reason": report.reason,
+            "pushed": pushed.sha,
             "comment_id": comment.id,
         },
     )
-    return EscalationResult(push, comment.id, key, labels)
+    return EscalationResult(pushed, comment.id, key, labels)

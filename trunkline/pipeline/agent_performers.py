@@ -13,13 +13,25 @@ and the store (the saved plan, the takeover flag, the agent timeline).
   to the plan's paths; the work is committed (changes outside the plan undone first)
   -> `ExecutionDone` completed, or escalated (`no_changes`, the run's failure reason) with
   the work in progress pushed. A run stopped by `/trunkline takeover` pushes its work and
-  reports `TakeoverRequested` (by the flag's login).
+  reports `TakeoverRequested` (by the flag's login). The run works under the item's
+  leases: their epochs are read when the job starts (`item_leases.fence_for`; none held ->
+  `StaleLease`, the item escalates `lease_lost`), a heartbeat renews them every
+  `lock_ttl / 3` and stops the agent at its next turn when they are lost, and every write
+  presents them: the work-in-progress push is checked right before it is made and expects
+  the branch as the job found it; the result is decided only while they are held.
 - `RunSelfCheck`: every command of the policy's `agents.commands` in the sandbox
   -> `SelfCheckDone` (passed when all exit 0; the summary names the first failure).
-- `PushAndOpenPr`: push the branch (never forced) and open the PR once (its number is kept
-  in the row's `data["pipeline_pr"]` so a retried job reuses it) -> `PrOpened`.
+- `PushAndOpenPr`: under the item's leases like the executor: the epochs checked right
+  before the push, the push a compare-and-swap on the branch as the job fetched it
+  (`branch_push.push_expecting`, never forced), checked again before the PR is created, and
+  `PrOpened` decided only while they are held. The PR is opened once (its number is kept in
+  the row's `data["pipeline_pr"]` so a retried job reuses it).
 - `RunReviewer`: reviewer run on exactly the command's SHA (the worktree is re-created from
-  the pushed branch when its head differs) -> `ReviewDone`.
+  the pushed branch when its head differs) -> `ReviewDone`, its findings that name a path
+  and a line as `ReviewNote`s (the App's review posts them as line comments).
+- A role run that stops on a cap answers `BudgetExhausted` (with what the next call could
+  have cost); one that fails (invalid product after its repair turn, a `max_tokens` stop,
+  the API failing, a refusal) raises `EscalatingStepError` with that reason and its spend.
 - the `agents_resume` job (from `/trunkline resume`): feeds `Resumed(by)`; the executor then
   continues from the pushed branch (the worktree is re-created from it).
 
@@ -35,6 +47,7 @@ import logging
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -75,11 +88,19 @@ from trunkline.agents.worktree_git import (
 from trunkline.clock import Clock
 from trunkline.errors import TerminalError
 from trunkline.github.port import GitHubPort
+from trunkline.locks.leases import LockManager
 from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
-from trunkline.pipeline.model import RiskAssessment, Spend, Verdict
+from trunkline.pipeline.branch_push import observed_branch_sha, push_expecting
+from trunkline.pipeline.item_leases import ItemFence, LeaseHeartbeat, check, fence_for
+from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
 from trunkline.pipeline.performers import GitHubFor, PolicyFor
-from trunkline.pipeline.runner import CommandContext, Performed, PipelineService
+from trunkline.pipeline.runner import (
+    CommandContext,
+    EscalatingStepError,
+    Performed,
+    PipelineService,
+)
 from trunkline.policies.evaluation import Change, evaluate
 from trunkline.policies.model import Policy
 from trunkline.store.jobs import ClaimedJob
@@ -158,6 +179,8 @@ class AgentPerformers:
     redactor: Redactor
     prices: PriceTable
     author: Author
+    locks: LockManager
+    lock_ttl: timedelta = timedelta(minutes=10)
     model: str | None = None  # overrides the policy's models (e.g. the operator's setting)
     max_tokens: int = 8192
     result_cap: int = 4000
@@ -195,11 +218,19 @@ class AgentPerformers:
             spec, context.issue, slugify(title), policy.queue.base, token
         )
 
-    def _context(self, context: CommandContext, key: str, model: str) -> RunContext:
+    def _context(
+        self,
+        context: CommandContext,
+        key: str,
+        model: str,
+        heartbeat: LeaseHeartbeat | None = None,
+    ) -> RunContext:
         ref = self._ref(context)
         spent = context.item.spend
 
         def should_stop() -> bool:
+            if heartbeat is not None and heartbeat.lost is not None:
+                return True
             if read_takeover(self.engine, ref).active:
                 return True
             return not self.service.still_awaits(context.repo, context.issue, key)
@@ -237,8 +268,9 @@ class AgentPerformers:
                 return Performed(ev.TakeoverRequested(takeover.by))
             return Performed()  # the item no longer waits for this run: nothing to report
         if status is RunStatus.EXHAUSTED:
-            return Performed(ev.BudgetExhausted(reason or "budget", self._spend(run)))
-        raise TerminalError(f"{reason or 'failed'}: {detail}")
+            return Performed(ev.BudgetExhausted(reason or "budget", self._spend(run), detail))
+        code = reason or "step_failed"
+        raise EscalatingStepError(code, f"{code}: {detail}", self._spend(run))
 
     def _plan(self, context: CommandContext, plan_id: str) -> Plan:
         plan = load_plan(self.engine, self._ref(context))
@@ -298,11 +330,17 @@ class AgentPerformers:
             )
         )
 
+    def _fence(self, context: CommandContext, holder: str) -> ItemFence | None:
+        """The item's leases as held now (`StaleLease` when lost: nothing is written)."""
+        return fence_for(self.locks, context.repo, holder, context.item.lock_subsystems)
+
     def run_executor(self, command: cmd.RunExecutor, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
         plan = self._plan(context, command.plan_id)
+        fence = self._fence(context, command.holder)
         resumed = _resumed(context)
         worktree = self._worktree(context, fresh=resumed)
+        expected = observed_branch_sha(self.workspace, self.spec_for(context.repo), worktree.branch)
         base = merge_base(worktree.path, worktree.base_sha)
         commands = tuple(policy.agents.commands)
         toolbox = Toolbox(
@@ -312,41 +350,57 @@ class AgentPerformers:
             allowlist=CommandAllowlist.of(commands),
             write_scope=tuple(plan.paths),
         )
-        run = self._context(context, command.key, policy.agents.executor.model)
         history = ""
         if resumed:
             history = run_git(worktree.path, "log", "--format=%h %an: %s", f"{base}..HEAD").text
-        result = run_role(
-            run,
-            executor_spec(self.max_tokens, toolbox.commands),
-            toolbox,
-            executor_message(
-                self._agent_item(context),
-                plan,
-                commands,
-                feedback_findings(command.feedback),
-                history,
-            ),
-        )
+        with LeaseHeartbeat(self.locks, fence, self.lock_ttl) as heartbeat:
+            run = self._context(context, command.key, policy.agents.executor.model, heartbeat)
+            result = run_role(
+                run,
+                executor_spec(self.max_tokens, toolbox.commands),
+                toolbox,
+                executor_message(
+                    self._agent_item(context),
+                    plan,
+                    commands,
+                    feedback_findings(command.feedback),
+                    history,
+                ),
+            )
+        # a human took the item over: the leases are theirs now; the work is handed over
+        # (pushed without the fence, as a compare-and-swap that cannot overwrite a commit of
+        # theirs) and the takeover reported, which is the human's fact, not a fenced result
+        handover = read_takeover(self.engine, self._ref(context)).active
+        lost = None if handover else heartbeat.lost
         label = "completed" if result.product is not None else (result.reason or "stopped")
-        self._commit(
+        if lost is not None:
+            label = "lease lost"
+        self._commit(  # local to the worktree: the work is kept, nothing is published yet
             worktree,
             plan,
             context,
             f"{label}: "
             + (result.product.summary if result.product is not None else "work in progress"),
         )
+        if lost is not None:
+            raise lost  # a holder that lost its leases pushes and reports nothing
+        if handover:
+            self._push_quietly(context, worktree, None, expected)
+            return self._stopped(context, run, RunStatus.TAKEN_OVER, None, "")
         if result.product is None:
-            self._push_quietly(context, worktree)
-            return self._stopped(context, run, result.status, result.reason, result.detail)
+            self._push_quietly(context, worktree, fence, expected)
+            performed = self._stopped(context, run, result.status, result.reason, result.detail)
+            return Performed(performed.event, performed.repeat_after, fence)
         if head_sha(worktree.path) == base:
             return Performed(
                 ev.ExecutionDone(
                     command.key, ev.ExecutionKind.ESCALATED, "no_changes", self._spend(run)
-                )
+                ),
+                fence=fence,
             )
         return Performed(
-            ev.ExecutionDone(command.key, ev.ExecutionKind.COMPLETED, "", self._spend(run))
+            ev.ExecutionDone(command.key, ev.ExecutionKind.COMPLETED, "", self._spend(run)),
+            fence=fence,
         )
 
     def _commit(self, worktree: Worktree, plan: Plan, context: CommandContext, text: str) -> None:
@@ -359,11 +413,23 @@ class AgentPerformers:
         )
         commit_all(worktree.path, message, self.author)
 
-    def _push_quietly(self, context: CommandContext, worktree: Worktree) -> None:
-        """Push the work in progress so a human can pick it up (never forced)."""
+    def _push_quietly(
+        self,
+        context: CommandContext,
+        worktree: Worktree,
+        fence: ItemFence | None,
+        expected: str | None,
+    ) -> None:
+        """Push the work in progress so a human can pick it up: only while the leases are
+        held, only over the branch as the job found it, never forced."""
+        check(self.engine, fence)
         try:
-            self.workspace.push_branch(
-                self.spec_for(context.repo), worktree, self.token_for(context.installation_id)
+            push_expecting(
+                self.workspace,
+                self.spec_for(context.repo),
+                worktree,
+                self.token_for(context.installation_id),
+                expected,
             )
         except PushRejectedError as error:
             log.warning(
@@ -391,9 +457,14 @@ class AgentPerformers:
 
     def push_and_open_pr(self, command: cmd.PushAndOpenPr, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
+        fence = self._fence(context, command.holder)
         worktree = self._worktree(context)
         spec = self.spec_for(context.repo)
-        sha = self.workspace.push_branch(spec, worktree, self.token_for(context.installation_id))
+        expected = observed_branch_sha(self.workspace, spec, worktree.branch)
+        check(self.engine, fence)  # right before the push
+        sha = push_expecting(
+            self.workspace, spec, worktree, self.token_for(context.installation_id), expected
+        )
         github = self._github(context)
         ref = self._ref(context)
         number = command.pr
@@ -403,6 +474,7 @@ class AgentPerformers:
                 number = int(recorded["number"])
         if number is None:
             title = github.get_issue(context.repo, context.issue).title
+            check(self.engine, fence)  # right before the pull request is created
             pull = github.create_pull(
                 context.repo,
                 title=title,
@@ -417,7 +489,7 @@ class AgentPerformers:
                 return {**data, PR_KEY: {"run": run, "number": number}}
 
             change_data(self.engine, ref, remember)
-        return Performed(ev.PrOpened(command.key, number, sha))
+        return Performed(ev.PrOpened(command.key, number, sha), fence=fence)
 
     def run_reviewer(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
@@ -449,6 +521,7 @@ class AgentPerformers:
                 findings=len(review.findings),
                 summary=_review_text(review.summary, review.findings),
                 spend=self._spend(run),
+                notes=review_notes(review.findings),
             )
         )
 
@@ -480,6 +553,15 @@ def _resumed(context: CommandContext) -> bool:
         bool(history)
         and history[-1].from_state is not None
         and (history[-1].from_state.value == "taken_over")
+    )
+
+
+def review_notes(findings: Sequence[Finding]) -> tuple[ReviewNote, ...]:
+    """The findings that name a path and a line, as line comments of the App's review."""
+    return tuple(
+        ReviewNote(f.path, f.line, f"**{f.severity}**: {f.message}"[:_FEEDBACK_LIMIT])
+        for f in findings
+        if f.path and f.line and f.line > 0
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trunkline.pipeline.model import Spend, Verdict
+from trunkline.pipeline.model import ReviewNote, Spend, Verdict
 from trunkline.pipeline.states import WorkState
 
 
@@ -111,7 +111,8 @@ class RunReviewer:
 
 @dataclass(frozen=True)
 class PostReview:
-    """Post the reviewer's verdict as a pull-request review by the App, bound to `sha`."""
+    """Post the reviewer's verdict as a pull-request review by the App, bound to `sha`, with
+    a line comment per note."""
 
     key: str
     item: str
@@ -120,6 +121,7 @@ class PostReview:
     verdict: Verdict
     findings: int
     summary: str
+    notes: tuple[ReviewNote, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Performs I/O only when called: it builds the runner, its performers and the webhook
 handlers from `Settings` and the service's engine, and registers them (job kinds
-`pipeline_command` and `agents_resume`, the dispatch webhook routes, the admission tick).
+`pipeline_command` and `agents_resume`, the dispatch webhook routes, the admission tick and
+the lease keep-alive tick, which renews the leases of every item holding them every
+`lock_ttl / 3`).
 
 Policies: each repository's `.github/trunkline.yml` is read through the GitHub port of the
 installation that delivered its events (noted by the webhook handlers, else
@@ -17,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -41,6 +44,8 @@ from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.agent_performers import RESUME_JOB, AgentPerformers
 from trunkline.pipeline.config import PipelineConfig
+from trunkline.pipeline.escalation_performer import EscalationPerformer
+from trunkline.pipeline.item_leases import renew_held_leases
 from trunkline.pipeline.performers import GitHubPerformers
 from trunkline.pipeline.runner import PipelineService
 from trunkline.pipeline.store import INSTALLATION_KEY
@@ -50,6 +55,7 @@ from trunkline.workspace.model import Identity, RepositorySpec
 from trunkline.workspace.workspace import Workspace
 
 ADMISSION_TICK_SECONDS = 30.0
+LOCK_TTL = timedelta(minutes=10)
 
 
 def installation_of(engine: Engine, repo: str) -> int | None:
@@ -124,12 +130,14 @@ def configure_dispatch(
     repository_url: Callable[[str], str],
     clock: Clock | None = None,
     policies: RepositoryPolicies | None = None,
+    lock_ttl: timedelta = LOCK_TTL,
 ) -> DispatchWiring:
     """Register the dispatch pipeline on `service` (for `build_service(configure=...)`).
 
     `github_for` / `token_for`: installation id -> its GitHub port / a fresh installation
     token (`InstallationClients.for_installation` / `.tokens(id).token()`);
-    `repository_url`: `OWNER/REPO` -> its clone URL without credentials.
+    `repository_url`: `OWNER/REPO` -> its clone URL without credentials;
+    `lock_ttl`: the lease an item takes on its subsystems, renewed every third of it.
     """
     settings = service.settings
     engine = service.engine
@@ -137,8 +145,14 @@ def configure_dispatch(
     policies = policies or RepositoryPolicies(engine, github_for, clock)
     pipeline = PipelineService(engine, clock, policies.config)
     locks = LockManager(engine)
-    GitHubPerformers(github_for, policies, locks, queue).register(pipeline)
+    GitHubPerformers(github_for, policies, locks, queue, lock_ttl=lock_ttl).register(pipeline)
     data_dir = Path(settings.data_dir)
+    workspace = Workspace(data_dir, Identity(settings.git_author_name, settings.git_author_email))
+
+    def spec_for(repo: str) -> RepositorySpec:
+        return RepositorySpec(repo, repository_url(repo))
+
+    EscalationPerformer(github_for, policies, workspace, spec_for, token_for).register(pipeline)
 
     def sandbox_for(worktree: Path) -> Sandbox:
         return build_sandbox(settings, worktree)
@@ -151,10 +165,8 @@ def configure_dispatch(
         service=pipeline,
         github_for=github_for,
         policy_for=policies,
-        workspace=Workspace(
-            data_dir, Identity(settings.git_author_name, settings.git_author_email)
-        ),
-        spec_for=lambda repo: RepositorySpec(repo, repository_url(repo)),
+        workspace=workspace,
+        spec_for=spec_for,
         token_for=token_for,
         provider=build_provider(settings),
         sandbox_for=sandbox_for,
@@ -163,6 +175,8 @@ def configure_dispatch(
         redactor=build_redactor(settings),
         prices=price_table(settings),
         author=author_of(settings),
+        locks=locks,
+        lock_ttl=lock_ttl,
         model=settings.agent_model,
     )
     agents.register(pipeline)
@@ -171,4 +185,11 @@ def configure_dispatch(
     handlers = DispatchHandlers(pipeline, github_for, policies.note_installation)
     handlers.register(service.router)
     service.periodic.register("pipeline_admission", ADMISSION_TICK_SECONDS, handlers.admission_tick)
+
+    def keep_leases_alive() -> None:
+        renew_held_leases(pipeline.items(), locks, lock_ttl)
+
+    service.periodic.register(
+        "pipeline_lease_keepalive", lock_ttl.total_seconds() / 3, keep_leases_alive
+    )
     return DispatchWiring(pipeline, handlers, policies)

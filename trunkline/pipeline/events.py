@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from trunkline.pipeline.model import RiskAssessment, Spend, Verdict
+from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
 from trunkline.policies.model import Permission
 
 
@@ -189,12 +189,15 @@ class PrOpened:
 
 @dataclass(frozen=True)
 class ReviewDone:
+    """The reviewer's verdict on `sha`; `notes` are its findings that name a path and line."""
+
     answers: str
     sha: str
     verdict: Verdict
     findings: int = 0
     summary: str = ""
     spend: Spend = field(default_factory=Spend)
+    notes: tuple[ReviewNote, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,18 +209,26 @@ class Enqueued:
 @dataclass(frozen=True)
 class StepFailed:
     """A command failed. Retryable failures are retried by the runner (this only notes
-    them); a non-retryable one escalates the item."""
+    them); a non-retryable one escalates the item with `code` (an agent run's failure such
+    as `invalid_output` or `max_tokens_stop`, `lease_lost`; default `step_failed`) and the
+    `spend` of the failed run (cumulative, like every spend in events)."""
 
     answers: str
     step: str
     reason: str
     retryable: bool
+    code: str = ""
+    spend: Spend = field(default_factory=Spend)
 
 
 @dataclass(frozen=True)
 class BudgetExhausted:
+    """An agent run stopped before a call that could cross a cap; `detail` says which call
+    and what it could have cost against the spend so far."""
+
     reason: str
     spend: Spend
+    detail: str = ""
 
 
 Event = (

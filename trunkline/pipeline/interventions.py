@@ -243,7 +243,8 @@ def on_step_failed(step: Step, event: ev.StepFailed) -> bool:
         return False
     note = f"{event.step}: {event.reason}"
     if not event.retryable:
-        escalate(step, "step_failed", note)
+        step.change(spend=step.item.spend.merged_with(event.spend))
+        escalate(step, event.code or "step_failed", note)
         return True
     if step.item.last_error == note:
         return False
@@ -256,5 +257,8 @@ def on_budget_exhausted(step: Step, event: ev.BudgetExhausted) -> bool:
     if step.item.state not in ACTIVE:
         return False
     step.change(spend=step.item.spend.merged_with(event.spend))
-    escalate(step, event.reason or "budget", f"the budget is exhausted ({event.reason})")
+    detail = f"the budget is exhausted ({event.reason})"
+    if event.detail:
+        detail = f"{detail}: {event.detail}"
+    escalate(step, event.reason or "budget", detail)
     return True

@@ -304,6 +304,7 @@ def _on_review_done(step: Step, event: ev.ReviewDone) -> bool:
             verdict=event.verdict,
             findings=event.findings,
             summary=event.summary,
+            notes=event.notes,
         )
     )
     if event.verdict is Verdict.ESCALATE:

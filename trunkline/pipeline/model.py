@@ -66,6 +66,15 @@ class Verdict(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReviewNote:
+    """A reviewer's finding at a line of the diff: a line comment of the App's review."""
+
+    path: str
+    line: int
+    body: str
+
+
+@dataclass(frozen=True)
 class Transition:
     from_state: WorkState | None
     to_state: WorkState

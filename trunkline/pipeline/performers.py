@@ -9,15 +9,24 @@ idempotent, because a job may run twice:
   the queue ignores an `Enqueue` of a PR already queued; a review is posted once per
   (PR, SHA, verdict) because the performer first looks for its own review on that SHA;
 - the reviewer's verdict is a pull-request review by the App bound to the SHA, its body
-  `verdict_body` (the marker the merge queue's reviewer gate reads). On the App's own PR
-  (every agent PR) GitHub refuses APPROVE and REQUEST_CHANGES, so it is a COMMENT review;
+  `verdict_body` (the marker the merge queue's reviewer gate reads), with a line comment at
+  each finding's path and line. GitHub refuses the whole review (422) when one comment is
+  off the diff: it is posted again without line comments, the findings listed in the body,
+  so the verdict is never lost. On the App's own PR (every agent PR) GitHub refuses APPROVE
+  and REQUEST_CHANGES, so it is a COMMENT review;
+- `CloseIssue` comments the summary (sticky: once per run) and closes the issue
+  (`completed`; closing a closed issue is no error);
 - `UpdateSticky` from an older version than the item's current one is skipped (a later
   `UpdateSticky` exists: every change of an item emits one), so the last one wins.
 
 Locks: `AcquireLocks` calls `LockManager.acquire(..., wait=True)` with the policy's
 capacities; while refused it answers `LocksWaiting` and asks to be performed again after
 `lock_poll_seconds` (a third of the waiter TTL at most), which keeps its place in line.
-Leases are taken for `lock_ttl` (long: the item holds them until merged or exited).
+Leases are taken for `lock_ttl` (10 minutes by default) and kept alive while the item holds
+them: the executor's heartbeat and the keep-alive tick (`item_leases`) renew them every
+`lock_ttl / 3`, so an item whose bot stopped loses them within `lock_ttl`.
+`Escalate` is performed by `escalation_performer.EscalationPerformer` (it needs the
+workspace).
 """
 
 from __future__ import annotations
@@ -29,13 +38,14 @@ from datetime import timedelta
 
 from trunkline.bot.gate_runner import QueuePort, verdict_body
 from trunkline.errors import TerminalError
-from trunkline.github.model import ReviewEvent
+from trunkline.github.errors import ValidationFailedError
+from trunkline.github.model import ReviewEvent, ReviewLineComment
 from trunkline.github.port import GitHubPort
 from trunkline.locks.capacities import UnknownSubsystemError, capacities_for
 from trunkline.locks.leases import Grant, LockManager
 from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
-from trunkline.pipeline.model import Verdict
+from trunkline.pipeline.model import ReviewNote, Verdict
 from trunkline.pipeline.runner import CommandContext, Performed, PipelineService
 from trunkline.policies.model import Policy
 from trunkline.queue import events as queue_events
@@ -72,26 +82,10 @@ def refusal_text(command: cmd.RefuseLabel) -> str:
     )
 
 
-def escalation_text(command: cmd.Escalate) -> str:
-    lines = [
-        f"**trunkline stopped working on this issue: {command.reason}.**",
-        "",
-        command.detail or "A human needs to decide how to continue.",
-        "",
-        f"Spent this run: {command.spend.tokens} tokens, ${command.spend.usd}.",
-    ]
-    if command.pr is not None:
-        lines.append(f"The work so far is in #{command.pr}.")
-    lines.append(
-        "Label the issue again to start a new run, or take it over with `/trunkline takeover`."
-    )
-    if command.notify:
-        lines.extend(["", "cc " + " ".join(_mention(p) for p in command.notify)])
-    return "\n".join(lines) + "\n"
-
-
-def _mention(principal: str) -> str:
-    return principal if principal.startswith("@") else f"@{principal}"
+def review_fallback_body(body: str, notes: tuple[ReviewNote, ...]) -> str:
+    """The review body when GitHub refused the line comments: the findings listed in it."""
+    listed = "".join(f"\n- `{note.path}:{note.line}`: {note.body}" for note in notes)
+    return f"{body}\n\nFindings (line comments were refused):{listed}"
 
 
 @dataclass
@@ -102,7 +96,7 @@ class GitHubPerformers:
     policy_for: PolicyFor
     locks: LockManager
     queue: QueuePort | None = None
-    lock_ttl: timedelta = timedelta(hours=8)
+    lock_ttl: timedelta = timedelta(minutes=10)
     lock_poll_seconds: float = 20.0
     queued_by: str = "trunkline"
 
@@ -113,7 +107,6 @@ class GitHubPerformers:
         service.register(cmd.RefuseLabel, self.refuse_label)
         service.register(cmd.RequestPlanApproval, self.request_plan_approval)
         service.register(cmd.CloseIssue, self.close_issue)
-        service.register(cmd.Escalate, self.escalate)
         service.register(cmd.PostReview, self.post_review)
         service.register(cmd.AcquireLocks, self.acquire_locks)
         service.register(cmd.ReleaseLocks, self.release_locks)
@@ -168,20 +161,11 @@ class GitHubPerformers:
         return Performed()
 
     def close_issue(self, command: cmd.CloseIssue, context: CommandContext) -> Performed:
-        # The GitHub port has no "close issue" call; a PR body's `Closes #N` closes the
-        # issue when GitHub merges it, and this summary says what happened either way.
-        self._github(context).upsert_sticky_comment(
+        github = self._github(context)
+        github.upsert_sticky_comment(
             context.repo, context.issue, f"pipeline.summary.run{context.item.run}", command.summary
         )
-        return Performed()
-
-    def escalate(self, command: cmd.Escalate, context: CommandContext) -> Performed:
-        self._github(context).upsert_sticky_comment(
-            context.repo,
-            context.issue,
-            f"pipeline.escalation.run{context.item.run}.{command.reason}",
-            escalation_text(command),
-        )
+        github.close_issue(context.repo, context.issue, reason="completed")
         return Performed()
 
     def post_review(self, command: cmd.PostReview, context: CommandContext) -> Performed:
@@ -192,12 +176,28 @@ class GitHubPerformers:
             # the verdict marker in the body is what the merge queue's gate reads.
             event = ReviewEvent.COMMENT
         body = verdict_body(ReviewerVerdict(command.verdict.value), command.summary)
+        fallback = review_fallback_body(body, command.notes)
         for review in github.list_reviews(context.repo, command.pr):
-            if review.commit_sha == command.sha and review.body == body:
+            if review.commit_sha == command.sha and review.body in (body, fallback):
                 return Performed()  # posted by an earlier attempt
-        github.create_review(
-            context.repo, command.pr, commit_sha=command.sha, event=event, body=body
-        )
+        comments = [ReviewLineComment(n.path, n.line, n.body) for n in command.notes]
+        try:
+            github.create_review(
+                context.repo,
+                command.pr,
+                commit_sha=command.sha,
+                event=event,
+                body=body,
+                comments=comments,
+            )
+        except ValidationFailedError:
+            if not comments:
+                raise
+            # a finding's line is off the diff: GitHub refused the whole review; keep the
+            # verdict and list the findings in the body instead
+            github.create_review(
+                context.repo, command.pr, commit_sha=command.sha, event=event, body=fallback
+            )
         return Performed()
 
     # -- locks ---------------------------------------------------------------------------

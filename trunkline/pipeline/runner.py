@@ -20,10 +20,14 @@ through the `Performer`s it is given. Contract:
   manager said "wait") enqueues the same command again after that many seconds under a
   fresh job key, for as long as the item waits for it; after a `ReleaseLocks` or
   `TransferLocks` every waiting item of the repository is asked again at once.
+- Fencing: a performer that wrote under the item's leases returns its `ItemFence` with the
+  result (`Performed.fence`); `submit(..., fence=...)` checks it (`locks.fencing.guarded`)
+  first thing in the deciding transaction, so a holder that lost its leases changes nothing.
 - Errors: a `RetryableError` propagates (the job runner's backoff); on the job's last
   attempt, or on a `TerminalError`, an answered command reports `StepFailed(retryable=
-  False)` so the item escalates instead of hanging. A fire-and-forget command's terminal
-  error dead-letters its job (`trunkline jobs --dead`).
+  False)` so the item escalates instead of hanging — with the error's escalation code
+  (`EscalatingStepError.code`, `lease_lost` for a `StaleLease`) and the failed run's spend. A
+  fire-and-forget command's terminal error dead-letters its job (`trunkline jobs --dead`).
 - A command type with no performer registered is a `TerminalError` (so an answered command
   escalates the item with a reason that names the missing performer).
 """
@@ -40,6 +44,7 @@ from sqlalchemy import Connection, Engine, select
 
 from trunkline.clock import Clock
 from trunkline.errors import RetryableError, TerminalError
+from trunkline.locks.fencing import StaleLease
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.commands import (
     ANSWERED,
@@ -49,8 +54,9 @@ from trunkline.pipeline.commands import (
     TransferLocks,
 )
 from trunkline.pipeline.config import PipelineConfig
+from trunkline.pipeline.item_leases import ItemFence
 from trunkline.pipeline.machine import admit, decide, start
-from trunkline.pipeline.model import WorkItem
+from trunkline.pipeline.model import Spend, WorkItem
 from trunkline.pipeline.serialization import decode_command, encode_command
 from trunkline.pipeline.states import ACTIVE, TERMINAL, WorkState
 from trunkline.pipeline.store import (
@@ -94,10 +100,25 @@ class CommandContext:
 @dataclass(frozen=True)
 class Performed:
     """A performer's result: the event to feed back (answered commands), or a request to
-    perform the same command again after `repeat_after` seconds (still waiting)."""
+    perform the same command again after `repeat_after` seconds (still waiting). `fence`:
+    the leases the work was done under; the event is decided only while they are held."""
 
     event: ev.Event | None = None
     repeat_after: float | None = None
+    fence: ItemFence | None = None
+
+
+LEASE_LOST = "lease_lost"
+
+
+class EscalatingStepError(TerminalError):
+    """A step failed in a way that escalates the item with `code` (e.g. an agent run's
+    `invalid_output`) after spending `spend`."""
+
+    def __init__(self, code: str, message: str, spend: Spend | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.spend = spend or Spend()
 
 
 class Performer(Protocol):
@@ -164,12 +185,17 @@ class PipelineService:
         event: ev.Event,
         *,
         installation_id: int | None = None,
+        fence: ItemFence | None = None,
     ) -> tuple[Command, ...]:
-        """Decide `event` on the item of (repo, issue) durably; returns the new commands."""
+        """Decide `event` on the item of (repo, issue) durably; returns the new commands.
+        With `fence`, the decision is made only while its leases are held (`StaleLease`
+        otherwise, and nothing is written)."""
         config = self.config_for(repo)
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
                 with self.engine.begin() as conn:
+                    if fence is not None:
+                        fence.guard(conn)
                     before, after, commands = self._submit_in(
                         conn, repo, issue, event, config, installation_id
                     )
@@ -309,6 +335,8 @@ class PipelineService:
         )
         try:
             performed = self._perform(command, context)
+            if performed.event is not None:
+                self.submit(repo, issue, performed.event, fence=performed.fence)
         except RetryableError as error:
             if not (answered and context.last_attempt):
                 raise
@@ -317,10 +345,8 @@ class PipelineService:
         except TerminalError as error:
             if not answered:
                 raise
-            self._report_failure(repo, issue, command, str(error))
+            self._report_failure(repo, issue, command, str(error), _code_of(error))
             return
-        if performed.event is not None:
-            self.submit(repo, issue, performed.event)
         if isinstance(command, ReleaseLocks | TransferLocks):
             self.nudge_lock_waiters(repo, command.key)
         if performed.repeat_after is not None:
@@ -379,7 +405,14 @@ class PipelineService:
             raise TerminalError(f"no performer is configured for {type(command).__name__}")
         return performer(command, context)
 
-    def _report_failure(self, repo: str, issue: int, command: Command, reason: str) -> None:
+    def _report_failure(
+        self,
+        repo: str,
+        issue: int,
+        command: Command,
+        reason: str,
+        code: tuple[str, Spend] = ("", Spend()),
+    ) -> None:
         log.warning(
             "pipeline command failed", extra={"command": command.key, "error": reason[:500]}
         )
@@ -391,6 +424,8 @@ class PipelineService:
                 step=type(command).__name__,
                 reason=reason[:1000],
                 retryable=False,
+                code=code[0],
+                spend=code[1],
             ),
         )
 
@@ -399,3 +434,12 @@ class PipelineService:
         stop flag: a cancel, takeover or exit makes it False)."""
         item = self.item(repo, issue)
         return item is not None and item.state not in TERMINAL and item.awaiting == key
+
+
+def _code_of(error: TerminalError) -> tuple[str, Spend]:
+    """The escalation code and spend a terminal error carries (`step_failed` by default)."""
+    if isinstance(error, EscalatingStepError):
+        return error.code, error.spend
+    if isinstance(error, StaleLease):
+        return LEASE_LOST, Spend()
+    return "", Spend()

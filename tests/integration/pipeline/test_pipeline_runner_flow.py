@@ -23,10 +23,11 @@ from pipeline_harness import (
 from sqlalchemy import func, select
 
 from trunkline.errors import TerminalError
+from trunkline.github.model import PullFile, ReviewLineComment
 from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.agent_performers import RESUME_JOB
-from trunkline.pipeline.model import RiskAssessment, Spend, Verdict
+from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
 from trunkline.pipeline.runner import CommandContext, Performed
 from trunkline.pipeline.states import WorkState
 from trunkline.policies.model import Policy
@@ -130,7 +131,9 @@ def test_pipeline_runner_takes_a_maintainers_issue_to_the_merge_queue(tmp_path: 
     with harness.engine.connect() as conn:
         row = conn.execute(select(WorkItemRow.state, WorkItemRow.pr_number)).one()
         steps = conn.execute(
-            select(TimelineEvent.from_state, TimelineEvent.to_state).order_by(TimelineEvent.id)
+            select(TimelineEvent.from_state, TimelineEvent.to_state)
+            .where(TimelineEvent.kind == "transition")
+            .order_by(TimelineEvent.id)
         ).all()
     assert (row.state, row.pr_number) == ("queued_for_merge", item.pr)
     assert [step.to_state for step in steps] == [t.to_state.value for t in item.history]
@@ -159,6 +162,10 @@ def test_pipeline_runner_takes_a_maintainers_issue_to_the_merge_queue(tmp_path: 
     assert merged is not None
     assert merged.state is WorkState.MERGED
     assert harness.locks.held(REPO, "issue-1") == ()
+    # the issue gets the summary and is closed
+    assert harness.github.get_issue(REPO, issue).state == "closed"
+    summaries = [c.body for c in harness.github.comments_on(REPO, issue) if "Merged #" in c.body]
+    assert len(summaries) == 1
 
 
 def test_pipeline_runner_refuses_an_outsider_politely(tmp_path: Path) -> None:
@@ -400,3 +407,59 @@ def test_pipeline_runner_lock_waiters_get_the_lock_when_it_is_released(tmp_path:
 
     states = {i.issue: i.state for i in harness.service.items(REPO)}
     assert states == {first: WorkState.CANCELLED, second: WorkState.EXECUTING}
+
+
+def test_pipeline_runner_posts_findings_as_line_comments_and_keeps_a_refused_review(
+    tmp_path: Path,
+) -> None:
+    """Round 1's finding is on the diff: a line comment. Round 2's is off the diff: GitHub
+    refuses the review (422); it is posted again with the finding listed in its body."""
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    performers = agents.performers()
+    verdicts = [
+        (Verdict.REQUEST_CHANGES, ReviewNote("src/widget.py", 2, "**major**: name it")),
+        (Verdict.APPROVE, ReviewNote("README.md", 1, "**nit**: mention it")),
+    ]
+
+    def open_pr(command: cmd.PushAndOpenPr, context: CommandContext) -> Performed:
+        github = ref[0].github
+        if command.pr is not None:
+            sha = f"{context.item.exec_round:040x}"
+            github.push_to_pull(REPO, command.pr, sha)
+            return Performed(ev.PrOpened(command.key, command.pr, sha))
+        pull = github.add_pull(
+            REPO,
+            head_ref="trunkline/issue-1",
+            head_sha="a" * 40,
+            files=(PullFile("src/widget.py", "added", 3, 0),),
+        )
+        return Performed(ev.PrOpened(command.key, pull.number, pull.head_sha))
+
+    def review(command: cmd.RunReviewer, context: CommandContext) -> Performed:
+        verdict, note = verdicts.pop(0)
+        return Performed(
+            ev.ReviewDone(command.key, command.sha, verdict, 1, "see notes", notes=(note,))
+        )
+
+    performers[cmd.PushAndOpenPr] = open_pr
+    performers[cmd.RunReviewer] = review
+    harness = make_harness(tmp_path, _policy(), performers)
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.QUEUED_FOR_MERGE, item.history
+    assert item.pr is not None
+    assert harness.github.review_comments[(REPO, item.pr)] == [
+        ReviewLineComment("src/widget.py", 2, "**major**: name it")
+    ]
+    reviews = harness.github.list_reviews(REPO, item.pr)
+    assert len(reviews) == 2
+    assert "trunkline:verdict=request_changes" in reviews[0].body
+    assert "trunkline:verdict=approve" in reviews[1].body
+    assert "`README.md:1`: **nit**: mention it" in reviews[1].body
