@@ -33,7 +33,11 @@ from trunkline.github.installations import InstallationClients
 from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.composition import configure_dispatch
-from trunkline.queue.composition import build_queue_runtime, installation_from_deliveries
+from trunkline.queue.composition import (
+    build_queue_runtime,
+    installation_from_deliveries,
+    own_app_slug,
+)
 from trunkline.queue.crashpoints import crash_points_from_env
 from trunkline.settings import Settings
 from trunkline.workspace.model import Identity
@@ -84,6 +88,7 @@ def configure_bot(service: Service) -> None:
         workspace=workspace,
         locks=locks,
         crash_points=crash_points_from_env(os.environ),
+        own_app=own_app_slug(settings.github_bot_login),
     )
 
     def github_for(installation: int | None) -> GitHubPort:

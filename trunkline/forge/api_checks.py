@@ -149,6 +149,18 @@ def update_check_run(owner: str, repo: str, run_id: int, c: CtxDep, payload: Pay
         return json_response(rc.check_run(c.state, c.urls, run))
 
 
+@router.post("/repos/{owner}/{repo}/check-runs/{run_id}/rerequest")
+def rerequest_check_run(owner: str, repo: str, run_id: int, c: CtxDep) -> Response:
+    """Run a check again on the same commit. The forge's simulated CI reruns (a new check
+    run on the same SHA); another App's run is rerequested by webhook, only by that App."""
+    r = c.repo(owner, repo, m.Permission.WRITE)
+    app = _app(c)
+    run = _run(c, r, run_id)
+    if not c.forge.rerun_ci(r, run) and run.app_id != app.id:
+        raise ApiError(403, "This check run is not rerequestable by this app")
+    return json_response({}, status=201)
+
+
 def _ref_sha(c: Ctx, r: m.Repo, ref: str) -> str:
     sha = gitrepo.resolve(c.state.repo_git_path(r), ref)
     if sha is None:

@@ -45,11 +45,12 @@ def branch_matches(config: CiConfig, branch: str) -> bool:
     return any(fnmatch.fnmatchcase(branch, pattern) for pattern in config.branches)
 
 
-def flaked(config: CiConfig, sha: str) -> bool:
-    """Whether flake injection fails this commit (deterministic for a seed and sha)."""
+def flaked(config: CiConfig, sha: str, attempt: int = 1) -> bool:
+    """Whether flake injection fails this run (deterministic for a seed, sha and attempt)."""
     if config.flake_probability <= 0:
         return False
-    rng = random.Random(f"{config.seed}:{sha}")  # noqa: S311 - reproducible, not secret
+    seed = f"{config.seed}:{sha}" if attempt == 1 else f"{config.seed}:{sha}:{attempt}"
+    rng = random.Random(seed)  # noqa: S311 - reproducible, not secret
     return rng.random() < config.flake_probability
 
 
@@ -62,12 +63,21 @@ class CiRunner:
         self._stopping = False
 
     def schedule(
-        self, repo_id: int, git_dir: Path, sha: str, branch: str, config: CiConfig
+        self,
+        repo_id: int,
+        git_dir: Path,
+        sha: str,
+        branch: str,
+        config: CiConfig,
+        *,
+        attempt: int = 1,
     ) -> None:
-        if self._stopping or not branch_matches(config, branch):
+        """Run CI on `sha` (a push to a matching branch; `attempt` > 1: a rerun of a run on
+        that SHA, whatever its branch)."""
+        if self._stopping or (attempt == 1 and not branch_matches(config, branch)):
             return
         run_id = self._sink.ci_created(repo_id, sha, branch, config.check_name)
-        future = self._pool.submit(self._run, run_id, git_dir, sha, config)
+        future = self._pool.submit(self._run, run_id, git_dir, sha, config, attempt)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
@@ -84,16 +94,18 @@ class CiRunner:
         self._stopping = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, run_id: int, git_dir: Path, sha: str, config: CiConfig) -> None:
+    def _run(self, run_id: int, git_dir: Path, sha: str, config: CiConfig, attempt: int) -> None:
         try:
             self._sink.ci_started(run_id)
-            conclusion, title, summary = self._execute(git_dir, sha, config)
+            conclusion, title, summary = self._execute(git_dir, sha, config, attempt)
         except Exception as exc:  # a CI crash is reported, never lost
             log.exception("simulated CI crashed", extra={"run": run_id})
             conclusion, title, summary = "failure", "CI crashed", str(exc)
         self._sink.ci_completed(run_id, conclusion, title, summary[-SUMMARY_LIMIT:])
 
-    def _execute(self, git_dir: Path, sha: str, config: CiConfig) -> tuple[str, str, str]:
+    def _execute(
+        self, git_dir: Path, sha: str, config: CiConfig, attempt: int = 1
+    ) -> tuple[str, str, str]:
         if config.duration_seconds > 0:
             time.sleep(config.duration_seconds)
         with tempfile.TemporaryDirectory(prefix="forge-ci-") as tmp:
@@ -121,7 +133,7 @@ class CiRunner:
                 return "timed_out", "CI timed out", output
         if config.force_failure:
             return "failure", "CI failed (forced failure)", output + "\nforced failure\n"
-        if flaked(config, sha):
+        if flaked(config, sha, attempt):
             return "failure", "CI failed (injected flake)", output + "\ninjected flake\n"
         if code == 0:
             return "success", "CI passed", output

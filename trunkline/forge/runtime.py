@@ -323,6 +323,31 @@ class Forge:
             body = self.render_suite(suite, self.urls)
             self.emit("check_suite", repo, sender, action="completed", check_suite=body)
 
+    def rerun_ci(self, repo: m.Repo, run: m.CheckRun) -> bool:
+        """Rerun the simulated CI of `run` on its SHA (False: not a CI run; its App gets a
+        `rerequested` webhook instead)."""
+        if run.app_id != self.ci_app().id or repo.ci is None:
+            app = self.state.apps[run.app_id]
+            sender = self.state.app_bot(app)
+            self.emit(
+                "check_run", repo, sender, action="rerequested", check_run=self._run_body(run)
+            )
+            return False
+        config = m.CiConfig(**repo.ci)  # type: ignore[arg-type]
+        with self.state.lock:
+            attempt = sum(
+                1
+                for other in self.state.check_runs.values()
+                if other.repo_id == repo.id
+                and other.head_sha == run.head_sha
+                and other.name == run.name
+                and other.app_id == run.app_id
+            )
+        bare = self.state.repo_git_path(repo)
+        branch = self.branch_of(repo, run.head_sha) or ""
+        self.ci.schedule(repo.id, bare, run.head_sha, branch, config, attempt=attempt + 1)
+        return True
+
     # ---- the CheckSink protocol (simulated CI) -----------------------------------------
 
     def ci_app(self) -> m.App:

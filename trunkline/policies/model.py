@@ -252,18 +252,35 @@ class Approval(_Section):
     )
 
 
+class RequiredCheck(_Section):
+    """A required check pinned to the App that must report it."""
+
+    name: Text = Field(description="Check run name or commit status context.")
+    app: Text = Field(description="Slug of the only App whose check run counts.")
+
+
 class Queue(_Section):
     """The merge queue; throughput features are off by default."""
 
     base: Text = Field("main", description="The branch the queue fast-forwards.")
-    required_checks: list[Text] = Field(
-        default_factory=list, description="Check names that must pass on the tested commit."
+    required_checks: list[Text | RequiredCheck] = Field(
+        default_factory=list,
+        description=(
+            "Checks that must pass on the tested commit: a check run name or commit status "
+            "context, or {name, app} to count only that App's check run."
+        ),
     )
     merge_method: MergeMethod = Field(MergeMethod.MERGE, description="How a PR is integrated.")
     batch_size: Positive = Field(1, description="Entries tested together (1 = no batching).")
     batch_wait: Duration = _duration_field("0s", "How long a partial batch waits for more entries.")
     parallel_checks: Positive = Field(1, description="Speculative check runs at once.")
     flake_retries: Count = Field(0, description="Re-runs of a failed check before ejection.")
+    retry_on_timeout: Count = Field(
+        0, description="Re-runs after a check timed out, never started or was cancelled."
+    )
+    pretest: Flag = Field(
+        False, description="Test new PRs in isolation first; stack only those that passed."
+    )
     check_timeout: Duration = _duration_field("60m", "Longest wait for required checks to finish.")
     check_start_timeout: Duration = _duration_field(
         "10m", "Longest wait for a required check to start."

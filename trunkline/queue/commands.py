@@ -64,8 +64,38 @@ def _bench_queue(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"trunkline bench queue: {error}")
         return 2
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(json.dumps(json_report(report), indent=2) if args.json else format_report(report))
     return 0
+
+
+STRATEGY_KEYS = (
+    "arrivals",
+    "good_arrivals",
+    "merged",
+    "merged_per_hour",
+    "mean_minutes_to_merge",
+    "p95_minutes_to_merge",
+    "ci_runs_per_merge",
+    "bad_merged",
+    "good_ejected",
+)
+
+
+def json_report(report: dict[str, Any]) -> dict[str, Any]:
+    """`--json`: exactly the shape issue 7 specifies (the table adds the shares merged within
+    the window and after the drain)."""
+    strategies = {}
+    for name, summary in report["strategies"].items():
+        shaped = {key: summary[key] for key in STRATEGY_KEYS}
+        if "config" in summary:
+            shaped["config"] = summary["config"]
+        strategies[name] = shaped
+    return {
+        "strategies": strategies,
+        "upper_bound_per_hour": report["upper_bound_per_hour"],
+        "wall_seconds": report["wall_seconds"],
+        "params": report["params"],
+    }
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -47,8 +47,10 @@ def build_queue_runtime(
     workspace: Workspace,
     locks: LockReleaser,
     crash_points: CrashPoints = NO_CRASH_POINTS,
+    own_app: str | None = None,
 ) -> QueueRuntime:
-    """The queue service and its effect runner, sharing `crash_points`."""
+    """The queue service and its effect runner, sharing `crash_points`. `own_app` is
+    trunkline's App slug: its check runs never count as required checks."""
     queues = QueueService(engine, clock, crash_points=crash_points)
     web = git_web_url.rstrip("/")
 
@@ -61,7 +63,9 @@ def build_queue_runtime(
             token=tokens.token,
         )
 
-    runner = QueueEffectRunner(queues, access, workspace, locks, clock, crash_points=crash_points)
+    runner = QueueEffectRunner(
+        queues, access, workspace, locks, clock, crash_points=crash_points, own_app=own_app
+    )
     return QueueRuntime(queues, runner)
 
 
@@ -122,4 +126,12 @@ def runtime_from_settings(
         ),
         locks=LockManager(engine),
         crash_points=crash_points_from_env(environ),
+        own_app=own_app_slug(settings.github_bot_login),
     )
+
+
+def own_app_slug(bot_login: str | None) -> str | None:
+    """The App's slug from its bot login (`trunkline[bot]` -> `trunkline`)."""
+    if not bot_login or not bot_login.endswith("[bot]"):
+        return None
+    return bot_login.removesuffix("[bot]")

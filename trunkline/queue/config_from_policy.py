@@ -3,12 +3,12 @@
 Pure; performs no I/O. The engine's `QueueConfig` refuses values it cannot run with
 (`QueueConfigError`, a `ConfigurationError`, with a message naming the policy key), so a
 policy without required checks is reported instead of silently running a different queue.
-The policy has no `retry_on_timeout` key, so it is 0.
+A required check is a name, or `{name, app}` (only that App's check run counts).
 """
 
 from __future__ import annotations
 
-from trunkline.policies.model import Policy
+from trunkline.policies.model import Policy, RequiredCheck
 from trunkline.policies.model import Queue as PolicyQueue
 from trunkline.queue.model import MergeMethod, Priority, QueueConfig, QueueConfigError
 
@@ -27,26 +27,21 @@ def queue_config_from_policy(queue: PolicyQueue) -> QueueConfig:
             "queue.merge_method is rebase in the policy: the base would get every commit of "
             "the PR, and only the last one is tested; use merge or squash"
         )
-    if queue.batch_size > 1:
-        # The engine can batch, but the runner still builds one integration commit per PR,
-        # chained; fast-forwarding to the last would put the untested ones before it on the
-        # base's first-parent history. Speculation (parallel_checks) has no such commits.
-        raise QueueConfigError(
-            f"queue.batch_size is {queue.batch_size} in the policy: batches are not available "
-            "yet (a batch must become one integration commit on the base, and the runner "
-            "does not build those yet); use batch_size: 1 with parallel_checks for throughput"
-        )
+    names = tuple(c.name if isinstance(c, RequiredCheck) else c for c in queue.required_checks)
+    apps = tuple((c.name, c.app) for c in queue.required_checks if isinstance(c, RequiredCheck))
     return QueueConfig(
         base=queue.base,
-        required_checks=tuple(queue.required_checks),
+        required_checks=names,
+        check_apps=apps,
         merge_method=MergeMethod(queue.merge_method.value),
         check_timeout=queue.check_timeout,
         check_start_timeout=queue.check_start_timeout,
-        retry_on_timeout=0,
+        retry_on_timeout=queue.retry_on_timeout,
         batch_size=queue.batch_size,
         parallel_checks=queue.parallel_checks,
         flake_retries=queue.flake_retries,
         batch_wait=queue.batch_wait,
+        pretest=queue.pretest,
     )
 
 

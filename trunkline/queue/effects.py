@@ -114,6 +114,17 @@ class ReleaseLocks:
 
 
 @dataclass(frozen=True)
+class ClosePull:
+    """Close `pr` without a GitHub merge: it was squashed into `merged_sha`, which is on the
+    base, but its head is not, so GitHub would never mark it merged (emitted on merge with
+    the squash method only; the merge comment names the commit)."""
+
+    key: str
+    pr: int
+    merged_sha: str | None
+
+
+@dataclass(frozen=True)
 class DeleteIntegrationBranch:
     """The build is over (merged, void or failed): delete its branch and cancel its CI runs."""
 
@@ -131,4 +142,5 @@ Effect = (
     | Eject
     | ReleaseLocks
     | DeleteIntegrationBranch
+    | ClosePull
 )

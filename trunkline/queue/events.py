@@ -125,6 +125,17 @@ class FastForwardRejected:
 
 
 @dataclass(frozen=True)
+class ChecksRegressed:
+    """Re-read just before the fast-forward of `build_id`, a required check on `sha` is no
+    longer a success (re-run red, a failing commit status, a report gone): the build fails
+    with `reason` (bisected if it is a batch) instead of moving the base."""
+
+    build_id: str
+    sha: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Tick:
     """Evaluate the check timeouts against `now` (sent periodically by the scheduler)."""
 
@@ -149,6 +160,7 @@ Event = (
     | CheckCompleted
     | FastForwarded
     | FastForwardRejected
+    | ChecksRegressed
     | Tick
     | ConfigChanged
 )

@@ -120,6 +120,8 @@ class QueueConfig:
 
     base: str = "main"
     required_checks: tuple[str, ...] = ("ci",)
+    # (check name, App slug): that required check counts only when reported by that App.
+    check_apps: tuple[tuple[str, str], ...] = ()
     merge_method: MergeMethod = MergeMethod.MERGE
     check_timeout: timedelta = timedelta(minutes=60)
     check_start_timeout: timedelta = timedelta(minutes=10)
@@ -129,6 +131,13 @@ class QueueConfig:
     flake_retries: int = 0
     batch_wait: timedelta = timedelta(0)
     pretest: bool = False
+
+    def app_for(self, check: str) -> str | None:
+        """The App slug `check` is pinned to, or None when any App (but trunkline) counts."""
+        for name, app in self.check_apps:
+            if name == check:
+                return app
+        return None
 
     def __post_init__(self) -> None:
         if not self.base.strip():
@@ -142,6 +151,12 @@ class QueueConfig:
             raise QueueConfigError("queue.required_checks must not contain empty names")
         if len(set(self.required_checks)) != len(self.required_checks):
             raise QueueConfigError("queue.required_checks must not repeat a name")
+        for name, app in self.check_apps:
+            if name not in self.required_checks or not app.strip():
+                raise QueueConfigError(
+                    f"queue.required_checks pins {name!r} to an App, but it is not a required "
+                    "check or the App is empty"
+                )
         if self.check_timeout <= timedelta(0) or self.check_start_timeout <= timedelta(0):
             raise QueueConfigError("queue check_timeout and check_start_timeout must be positive")
         if self.retry_on_timeout < 0 or self.flake_retries < 0:

@@ -2,8 +2,9 @@
 
 Webhooks are prompts to look, not facts (level-triggered). Every few minutes the scheduler's
 reconciler re-reads, for each queue with work in it, what the webhooks would have said: the
-base branch's SHA, each queued PR's head and whether it was closed, and the check runs on the
-integration commits under test. `observations` (pure) turns those readings into the same
+base branch's SHA, each queued PR's head and whether it was closed or merged outside the
+queue, and the check runs and commit statuses on the integration commits under test (counted
+as in `required_checks`). `observations` (pure) turns those readings into the same
 engine events the webhook handlers submit; the engine ignores what it already knows, so
 re-reading changes nothing when no webhook was lost.
 """
@@ -15,13 +16,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from trunkline.errors import TrunklineError
-from trunkline.github.model import CheckRun, CheckStatus
+from trunkline.github.model import CheckRun, CommitStatus
 from trunkline.github.policy_file import read_policy
 from trunkline.policies.model import Policy
 from trunkline.queue import events as ev
 from trunkline.queue.config_from_policy import queue_config_from_policy
-from trunkline.queue.model import QueueConfig, QueueConfigError, QueueState
-from trunkline.queue.runner import RepositoryAccess, queue_conclusion
+from trunkline.queue.model import BuildState, QueueConfig, QueueConfigError, QueueState
+from trunkline.queue.required_checks import required_reports
+from trunkline.queue.runner import RepositoryAccess
 from trunkline.queue.service import QueueService
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class Readings:
     pulls: Mapping[int, PullReading]
     check_runs: Mapping[str, tuple[CheckRun, ...]]  # integration SHA -> its check runs
     config: QueueConfig | None = None  # the base's policy's queue settings; None: keep
+    statuses: Mapping[str, tuple[CommitStatus, ...]] | None = None  # integration SHA -> its
+    own_app: str | None = None  # trunkline's App slug: its check runs never count
 
 
 def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
@@ -57,28 +61,35 @@ def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
             continue
         if not pull.open and not pull.merged:
             found.append(ev.Dequeue(entry.pr, by="trunkline", reason="PR closed"))
+        elif pull.merged:
+            build = state.build_of(entry.pr)
+            if build is None or build.state is not BuildState.PASSED:
+                found.append(
+                    ev.Dequeue(entry.pr, by="trunkline", reason="PR merged outside the queue")
+                )
         elif pull.head_sha != entry.head_sha:
             found.append(ev.PrHeadChanged(entry.pr, pull.head_sha))
+    statuses = readings.statuses or {}
     for build in state.builds:
         sha = build.integration_sha
         if sha is None:
             continue
-        for run in readings.check_runs.get(sha, ()):
-            if run.name not in state.config.required_checks or run.head_sha != sha:
-                continue
-            if run.status is CheckStatus.COMPLETED:
-                conclusion = None if run.conclusion is None else run.conclusion.value
-                found.append(
-                    ev.CheckCompleted(
-                        sha, run.name, queue_conclusion(conclusion), run.summary or ""
-                    )
-                )
-            elif run.status is CheckStatus.IN_PROGRESS:
-                found.append(ev.CheckStarted(sha, run.name))
+        reports = required_reports(
+            state.config,
+            readings.check_runs.get(sha, ()),
+            statuses.get(sha, ()),
+            sha=sha,
+            own_app=readings.own_app,
+        )
+        for name, report in reports.items():
+            if report.conclusion is not None:
+                found.append(ev.CheckCompleted(sha, name, report.conclusion, report.summary))
+            elif report.started:
+                found.append(ev.CheckStarted(sha, name))
     return tuple(found)
 
 
-def read(state: QueueState, access: RepositoryAccess) -> Readings:
+def read(state: QueueState, access: RepositoryAccess, own_app: str | None = None) -> Readings:
     """Read what the queue's webhooks report, through the repository's GitHub port."""
     github, repo = access.github, state.repo
     base_sha = github.get_ref(repo, f"heads/{state.config.base}").sha
@@ -91,7 +102,12 @@ def read(state: QueueState, access: RepositoryAccess) -> Readings:
         for build in state.builds
         if build.integration_sha is not None
     }
-    return Readings(base_sha, pulls, runs, policy_config(access, state))
+    statuses = {
+        build.integration_sha: github.get_combined_status(repo, build.integration_sha).statuses
+        for build in state.builds
+        if build.integration_sha is not None
+    }
+    return Readings(base_sha, pulls, runs, policy_config(access, state), statuses, own_app)
 
 
 def policy_config(access: RepositoryAccess, state: QueueState) -> QueueConfig | None:
@@ -112,7 +128,9 @@ def policy_config(access: RepositoryAccess, state: QueueState) -> QueueConfig | 
 
 
 def queue_reconciler(
-    queues: QueueService, access: Callable[[str], RepositoryAccess]
+    queues: QueueService,
+    access: Callable[[str], RepositoryAccess],
+    own_app: str | None = None,
 ) -> Callable[[], None]:
     """The scheduler task: reconcile every queue with entries or builds."""
 
@@ -121,7 +139,7 @@ def queue_reconciler(
             if not (state.entries or state.builds):
                 continue
             try:
-                events = observations(state, read(state, access(state.repo)))
+                events = observations(state, read(state, access(state.repo), own_app))
             except TrunklineError as error:  # one repository's trouble must not stop the rest
                 log.warning(
                     "queue not reconciled",

@@ -8,14 +8,18 @@ marks the outbox row done and applies the result events in ONE transaction (exac
 feedback, keyed by the effect key). A job whose worker dies is run again by the job runner;
 every effect is safe to perform twice:
 
-- BuildIntegration: fetch; `Workspace.build_integration` per PR (merge method from the
-  config); push (forced: it is our own branch) to `trunkline/queue/<base>/<build_id>`, whose
-  push starts CI -> IntegrationBuilt(sha) / IntegrationConflict(paths).
-- RequestChecks: CI runs on push (forge, GitHub Actions `on: push`), so nothing is requested;
-  the check runs already on the SHA are read, so a report that raced the IntegrationBuilt
-  commit is not lost -> CheckStarted / CheckCompleted (attempt 1).
+- BuildIntegration: fetch; one integration commit for the whole build
+  (`integration_commit`: a batch is ONE commit, parents base + the PR heads, or the base only
+  for squash); push (forced: it is our own branch) to `trunkline/queue/<base>/<build_id>`,
+  whose push starts CI -> IntegrationBuilt(sha) / IntegrationConflict(paths).
+- RequestChecks: attempt 1: CI runs on push, so nothing is requested; the check runs and
+  commit statuses already on the SHA are read (`required_checks`), so a report that raced the
+  IntegrationBuilt commit is not lost -> CheckStarted / CheckCompleted. A retry (attempt > 1)
+  rerequests the newest countable check run of each check still to pass on the same SHA.
 - FastForwardBase: read the base; at the SHA already -> FastForwarded; moved -> rejected;
+  else re-read the exact SHA's check runs and statuses (not all green -> ChecksRegressed);
   else `update_ref(force=False)` -> FastForwarded / FastForwardRejected(current base).
+- ClosePull: `close_pull` (a squashed PR, whose head GitHub cannot see merged).
 - PostCheckRun: update the newest `trunkline/queue` run on that SHA, or create one; skipped
   when the outbox holds a newer PostCheckRun for the same PR head (jobs run concurrently, a
   late older rendering must not overwrite a newer one).
@@ -55,6 +59,7 @@ from trunkline.queue.crashpoints import NO_CRASH_POINTS, CrashPoint, CrashPoints
 from trunkline.queue.effects import (
     BuildIntegration,
     CheckRunStatus,
+    ClosePull,
     Comment,
     DeleteIntegrationBranch,
     Effect,
@@ -65,12 +70,19 @@ from trunkline.queue.effects import (
     RequestChecks,
 )
 from trunkline.queue.holders import lock_holder_of_pr
-from trunkline.queue.model import CheckConclusion
+from trunkline.queue.integration_commit import Built, build_integration_commit
+from trunkline.queue.model import CheckConclusion, QueueConfig
+from trunkline.queue.required_checks import (
+    CheckReport,
+    conclusion_of,
+    counts,
+    not_green,
+    required_reports,
+)
 from trunkline.queue.service import OutboxRecord, QueueService
 from trunkline.store.jobs import ClaimedJob
 from trunkline.store.tables import OutboxState
-from trunkline.workspace.model import IntegrationConflict, RepositorySpec
-from trunkline.workspace.model import MergeMethod as WorkspaceMergeMethod
+from trunkline.workspace.model import RepositorySpec
 from trunkline.workspace.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -114,8 +126,10 @@ class QueueEffectRunner:
         clock: Clock,
         *,
         crash_points: CrashPoints = NO_CRASH_POINTS,
+        own_app: str | None = None,
     ) -> None:
         self.queues = queues
+        self.own_app = own_app  # trunkline's App slug: its check runs never count
         self.access = access
         self.workspace = workspace
         self.locks = locks
@@ -162,6 +176,9 @@ class QueueEffectRunner:
             return self._comment(record, effect.pr, body, access)
         if isinstance(effect, ReleaseLocks):
             return self._release_locks(record, effect)
+        if isinstance(effect, ClosePull):
+            access.github.close_pull(record.repo, effect.pr)
+            return Performed((), f"closed #{effect.pr} (squashed into {effect.merged_sha})")
         return self._delete_branch(record, effect, access)
 
     # -- effects ----------------------------------------------------------------------------
@@ -178,48 +195,98 @@ class QueueEffectRunner:
             return Performed((), f"build {effect.build_id} is no longer active; skipped")
         token = access.token()
         self.workspace.fetch(access.spec, token)
-        method = WorkspaceMergeMethod(effect.merge_method.value)
-        sha = effect.base_sha
-        for pr, head in effect.prs:
-            message = (
-                f"Merge #{pr} ({head[:12]}) into {record.base}\n\n"
-                f"trunkline merge queue build {effect.build_id}"
-            )
-            result = self.workspace.build_integration(access.spec, sha, head, method, message)
-            if isinstance(result, IntegrationConflict):
-                event = ev.IntegrationConflict(effect.build_id, result.paths)
-                return Performed((event,), f"#{pr} conflicts: {', '.join(result.paths)}")
-            sha = result.sha
+        result = build_integration_commit(
+            self.workspace,
+            access.spec,
+            base=record.base,
+            build_id=effect.build_id,
+            base_sha=effect.base_sha,
+            prs=effect.prs,
+            method=effect.merge_method,
+        )
+        if not isinstance(result, Built):
+            event = ev.IntegrationConflict(effect.build_id, result.paths)
+            return Performed((event,), f"#{result.pr} conflicts: {', '.join(result.paths)}")
+        sha = result.sha
         self.workspace.push_commit(access.spec, sha, effect.branch, token, force=True)
         self.crash_points.hit(CrashPoint.INTEGRATION_BUILT)
         return Performed((ev.IntegrationBuilt(effect.build_id, sha),), f"built {sha}")
 
+    def _config(self, record: OutboxRecord) -> QueueConfig | None:
+        state = self.queues.state(record.repo, record.base)
+        return None if state is None else state.config
+
+    def _reports(
+        self, record: OutboxRecord, config: QueueConfig, sha: str, access: RepositoryAccess
+    ) -> dict[str, CheckReport]:
+        """The countable reports of the required checks on exactly `sha`: check runs (not
+        trunkline's own, and from the pinned App if any) and commit statuses."""
+        github = access.github
+        runs = github.list_check_runs(record.repo, sha)
+        statuses = github.get_combined_status(record.repo, sha).statuses
+        return required_reports(config, runs, statuses, sha=sha, own_app=self.own_app)
+
     def _request_checks(
         self, record: OutboxRecord, effect: RequestChecks, access: RepositoryAccess
     ) -> Performed:
+        config = self._config(record)
+        if config is None:
+            return Performed((), "queue gone; nothing to request")
+        sha = effect.integration_sha
         if effect.attempt != 1:
-            # CI runs on push; a retry cannot re-run it here. Reports of re-runs arrive by
-            # webhook (untagged, they count for the current attempt).
-            return Performed((), f"attempt {effect.attempt}: waiting for re-run reports")
-        runs = access.github.list_check_runs(record.repo, effect.integration_sha)
+            return self._rerun(record, effect, config, access)
         found: list[ev.Event] = []
-        for name in effect.check_names:
-            named = [run for run in runs if run.name == name]
-            if not named:
+        for name, report in self._reports(record, config, sha, access).items():
+            if name not in effect.check_names:
                 continue
-            run = max(named, key=lambda item: item.id)
-            found.append(ev.CheckStarted(effect.integration_sha, name, attempt=1))
-            if run.status is CheckStatus.COMPLETED and run.conclusion is not None:
+            if report.started:
+                found.append(ev.CheckStarted(sha, name, attempt=1))
+            if report.conclusion is not None:
                 found.append(
-                    ev.CheckCompleted(
-                        effect.integration_sha,
-                        name,
-                        queue_conclusion(run.conclusion.value),
-                        summary=run.summary or run.title or "",
-                        attempt=1,
-                    )
+                    ev.CheckCompleted(sha, name, report.conclusion, report.summary, attempt=1)
                 )
         return Performed(tuple(found), f"CI runs on push; {len(found)} reports read")
+
+    def _rerun(
+        self,
+        record: OutboxRecord,
+        effect: RequestChecks,
+        config: QueueConfig,
+        access: RepositoryAccess,
+    ) -> Performed:
+        """A retry on the same SHA: rerequest the newest countable check run of each check
+        (its reports then arrive by webhook). A check that is only a commit status cannot be
+        rerun from here: the watchdog waits for its CI to post it again."""
+        github = access.github
+        sha = effect.integration_sha
+        runs = github.list_check_runs(record.repo, sha)
+        reported: list[ev.Event] = []
+        notes = []
+        for name in effect.check_names:
+            named = [
+                run
+                for run in runs
+                if run.name == name
+                and run.head_sha == sha
+                and counts(config, name, run.app_slug, self.own_app)
+            ]
+            if not named:
+                notes.append(f"{name}: no check run to rerun")
+                continue
+            run = max(named, key=lambda item: item.id)
+            try:
+                github.rerequest_check_run(record.repo, run.id)
+            except TerminalError as error:
+                summary = f"could not rerun {name} on the same commit: {error}"
+                reported.append(
+                    ev.CheckCompleted(
+                        sha, name, CheckConclusion.FAILURE, summary, attempt=effect.attempt
+                    )
+                )
+                notes.append(summary)
+                continue
+            notes.append(f"{name}: rerequested check run {run.id}")
+        return Performed(tuple(reported), f"attempt {effect.attempt}: " + "; ".join(notes))
 
     def _fast_forward(
         self, record: OutboxRecord, effect: FastForwardBase, access: RepositoryAccess
@@ -236,6 +303,14 @@ class QueueEffectRunner:
                 effect.build_id, f"{effect.base} moved to {current[:12]}", current
             )
             return Performed((rejected,), f"base moved to {current}")
+        config = self._config(record)
+        if config is not None:
+            # Re-read the exact SHA's checks and statuses: a rerun may have turned red, or a
+            # failing status been posted, since the engine saw them pass.
+            problem = not_green(config, self._reports(record, config, effect.new_sha, access))
+            if problem is not None:
+                regressed = ev.ChecksRegressed(effect.build_id, effect.new_sha, problem)
+                return Performed((regressed,), f"not fast-forwarded: {problem}")
         try:
             github.update_ref(record.repo, ref, effect.new_sha, force=False)
         except NonFastForwardError as error:
@@ -340,9 +415,4 @@ class QueueEffectRunner:
         return Performed((), f"deleted {effect.branch}")
 
 
-def queue_conclusion(value: str | None) -> CheckConclusion:
-    """A GitHub check conclusion as the engine's; anything unknown counts as a failure."""
-    try:
-        return CheckConclusion(value or "failure")
-    except ValueError:
-        return CheckConclusion.FAILURE
+queue_conclusion = conclusion_of

@@ -1,10 +1,12 @@
 """A batch of four PRs, one bad, through the real queue runner on the forge and its CI.
 
-The queue runs with `batch_size=4`: the four PRs are tested together as one integration
-commit, which fails CI; the batch is bisected (isolation builds on main, off the stack) until
-the bad PR is isolated and ejected with the failing check's summary; the three good PRs merge.
-main stays linear and green: every commit main was moved to is a queue integration commit with
-a green `ci` run for its exact SHA, and the bad PR's file never reaches main.
+The queue runs with `batch_size=4`: the four PRs are tested together as ONE integration
+commit (base + the four heads), which fails CI; the batch is bisected (isolation builds on
+main, off the stack) until the bad PR is isolated and ejected with the failing check's
+summary; the three good PRs merge. main stays linear and green: every first-parent commit
+since the start is a queue integration commit with a green `ci` run for its exact SHA, whose
+first parent is the commit before it and whose other parents are exactly the heads of the
+PRs merged with it; the forge marks the good PRs merged; the bad PR's file never reaches main.
 """
 
 from __future__ import annotations
@@ -82,12 +84,20 @@ def test_queue_batch_of_four_with_a_bad_pr_merges_the_three_good_ones(world: Que
     chain = world.first_parent_chain(start)
     assert chain, "main did not move"
     tips = {o.merged_sha for o in merged.values() if o.merged_sha is not None}
-    assert len(tips) >= 1
-    assert tips <= set(chain)
-    for sha in chain:
+    assert tips == set(chain), "every first-parent commit is a tip the queue merged at"
+    heads = {pr: head for pr, head in prs}
+    previous = start
+    for sha in reversed(chain):  # oldest first
         assert QUEUE_MARK in git(world.clone, "log", "-1", "--format=%B", sha)
-    for sha in tips:
         assert world.green_ci(sha), f"main moved to {sha} without a green ci run for it"
+        parents = git(world.clone, "rev-list", "--parents", "-n", "1", sha).split()[1:]
+        assert parents[0] == previous, "one commit per build, on the commit before it"
+        with_it = {o.pr for o in merged.values() if o.merged_sha == sha}
+        assert sorted(parents[1:]) == sorted(heads[pr] for pr in with_it)
+        previous = sha
+    for pr, _ in good:
+        pull = world.api("GET", f"/repos/{REPO}/pulls/{pr}", world.alice)
+        assert pull["merged"] is True, f"#{pr} is not marked merged"
     # main was only ever seen at the start or at a tested tip.
     assert world.mains_seen <= {start, *tips}
     for name in ("alpha.txt", "beta.txt", "gamma.txt"):

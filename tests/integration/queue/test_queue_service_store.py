@@ -22,6 +22,8 @@ from sqlalchemy import Engine, func, insert, select
 from trunkline.bot.queue_events import queue_tick
 from trunkline.clock import FakeClock
 from trunkline.github.fake import FakeGitHub
+from trunkline.github.model import CheckConclusion as GitHubConclusion
+from trunkline.github.model import CheckRunOutput, CheckRunRequest, CheckStatus
 from trunkline.locks.leases import LockManager
 from trunkline.queue.effects import BuildIntegration, Comment, FastForwardBase, PostCheckRun
 from trunkline.queue.events import (
@@ -191,12 +193,23 @@ def _runner(engine: Engine, github: FakeGitHub, tmp_path: Path) -> QueueEffectRu
     )
 
 
-def _fake(base_sha: str = OLD) -> FakeGitHub:
+def _fake(base_sha: str = OLD, ci: GitHubConclusion = GitHubConclusion.SUCCESS) -> FakeGitHub:
     github = FakeGitHub()
     github.add_repo(REPO, root_sha=OLD)
     github.add_commit(REPO, INTEGRATION, OLD, HEAD)
     github.add_commit(REPO, HEAD, OLD)
     github.set_ref(REPO, f"heads/{BASE}", base_sha)
+    # The CI's report on the integration commit, re-read right before the fast-forward.
+    github.create_check_run(
+        REPO,
+        CheckRunRequest(
+            name="ci",
+            head_sha=INTEGRATION,
+            status=CheckStatus.COMPLETED,
+            conclusion=ci,
+            output=CheckRunOutput(title="ci", summary=f"ci {ci}"),
+        ),
+    )
     return github
 
 
@@ -216,6 +229,23 @@ def test_queue_runner_fast_forwards_once(sqlite_engine: Engine, tmp_path: Path) 
     record = runner.queues.outbox(forward.key)
     assert record is not None
     assert runner.perform(record).events[0].__class__.__name__ == "FastForwarded"
+
+
+def test_queue_runner_rereads_the_checks_and_never_moves_the_base_to_a_red_commit(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    github = _fake(ci=GitHubConclusion.FAILURE)  # the engine saw success; a rerun went red
+    runner = _runner(sqlite_engine, github, tmp_path)
+    forward = _to_fast_forward(runner.queues, REPO)
+    runner.perform_key(forward.key)
+    assert github.get_ref(REPO, f"heads/{BASE}").sha == OLD
+    assert not github.calls_of("update_ref")
+    state = runner.queues.state(REPO, BASE)
+    assert state is not None
+    outcome = state.outcome(7)
+    assert outcome is not None
+    assert outcome.kind is OutcomeKind.EJECTED
+    assert "required check ci failure: ci failure" in outcome.reason
 
 
 def test_queue_runner_reports_a_refused_fast_forward(sqlite_engine: Engine, tmp_path: Path) -> None:

@@ -26,29 +26,35 @@ def test_every_field_is_mapped() -> None:
         policy(
             {
                 "base": "trunk",
-                "required_checks": ["ci", "lint"],
+                "required_checks": ["ci", {"name": "lint", "app": "github-actions"}],
                 "merge_method": "squash",
                 "flake_retries": 2,
+                "retry_on_timeout": 1,
                 "check_timeout": "1h30m",
                 "check_start_timeout": "5m",
-                "batch_size": 1,
+                "batch_size": 4,
                 "batch_wait": "90s",
                 "parallel_checks": 2,
+                "pretest": True,
             }
         )
     )
     assert config == QueueConfig(
         base="trunk",
         required_checks=("ci", "lint"),
+        check_apps=(("lint", "github-actions"),),
         merge_method=MergeMethod.SQUASH,
         check_timeout=timedelta(minutes=90),
         check_start_timeout=timedelta(minutes=5),
-        retry_on_timeout=0,
-        batch_size=1,
+        retry_on_timeout=1,
+        batch_size=4,
         parallel_checks=2,
         flake_retries=2,
         batch_wait=timedelta(seconds=90),
+        pretest=True,
     )
+    assert config.app_for("lint") == "github-actions"
+    assert config.app_for("ci") is None
 
 
 def test_defaults_map_with_one_check() -> None:
@@ -65,7 +71,7 @@ def test_defaults_map_with_one_check() -> None:
     [
         ({}, "queue.required_checks is empty"),
         ({"required_checks": ["ci", "ci"]}, "must not repeat"),
-        ({"required_checks": ["ci"], "batch_size": 4}, "batches are not available yet"),
+        ({"required_checks": ["ci", {"name": "ci", "app": "x"}]}, "must not repeat"),
         ({"required_checks": ["ci"], "merge_method": "rebase"}, "only the last one is tested"),
     ],
 )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from trunkline.github.model import CheckConclusion as GitHubConclusion
-from trunkline.github.model import CheckRun, CheckStatus
+from trunkline.github.model import CheckRun, CheckStatus, CommitStatus
 from trunkline.queue import events as ev
 from trunkline.queue.effects import BuildIntegration
 from trunkline.queue.engine import initial_state, step
@@ -29,8 +29,15 @@ def state_under_test() -> QueueState:
     return state
 
 
-def run(name: str, status: CheckStatus, conclusion: GitHubConclusion | None = None) -> CheckRun:
-    return CheckRun(1, name, INTEGRATION, status, conclusion, summary="from CI")
+def run(
+    name: str,
+    status: CheckStatus,
+    conclusion: GitHubConclusion | None = None,
+    *,
+    app: str | None = "ci-app",
+    run_id: int = 1,
+) -> CheckRun:
+    return CheckRun(run_id, name, INTEGRATION, status, conclusion, app_slug=app, summary="from CI")
 
 
 def readings(
@@ -40,8 +47,15 @@ def readings(
     open_: bool = True,
     merged: bool = False,
     runs: tuple[CheckRun, ...] = (),
+    statuses: tuple[CommitStatus, ...] = (),
 ) -> Readings:
-    return Readings(base, {7: PullReading(head, open_, merged)}, {INTEGRATION: runs})
+    return Readings(
+        base,
+        {7: PullReading(head, open_, merged)},
+        {INTEGRATION: runs},
+        statuses={INTEGRATION: statuses},
+        own_app="trunkline",
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +65,10 @@ def readings(
         (readings(base="d" * 40), (ev.BaseMoved("d" * 40),)),
         (readings(head="e" * 40), (ev.PrHeadChanged(7, "e" * 40),)),
         (readings(open_=False), (ev.Dequeue(7, by="trunkline", reason="PR closed"),)),
-        (readings(open_=False, merged=True), ()),
+        (
+            readings(open_=False, merged=True),
+            (ev.Dequeue(7, by="trunkline", reason="PR merged outside the queue"),),
+        ),
         (
             readings(runs=(run("ci", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS),)),
             (ev.CheckCompleted(INTEGRATION, "ci", CheckConclusion.SUCCESS, "from CI"),),
@@ -66,18 +83,45 @@ def readings(
         ),
         (readings(runs=(run("ci", CheckStatus.QUEUED),)), ()),
         (readings(runs=(run("lint", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS),)), ()),
+        (
+            readings(
+                runs=(run("ci", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS, app="trunkline"),)
+            ),
+            (),
+        ),
+        (
+            readings(
+                runs=(
+                    run("ci", CheckStatus.COMPLETED, GitHubConclusion.FAILURE),
+                    run("ci", CheckStatus.COMPLETED, GitHubConclusion.SUCCESS, run_id=2),
+                )
+            ),
+            (ev.CheckCompleted(INTEGRATION, "ci", CheckConclusion.SUCCESS, "from CI"),),
+        ),
+        (
+            readings(statuses=(CommitStatus("ci", "failure", "lint broke"),)),
+            (ev.CheckCompleted(INTEGRATION, "ci", CheckConclusion.FAILURE, "lint broke"),),
+        ),
+        (
+            readings(statuses=(CommitStatus("ci", "pending"),)),
+            (ev.CheckStarted(INTEGRATION, "ci"),),
+        ),
     ],
     ids=[
         "nothing-lost",
         "base-moved",
         "head-pushed",
         "closed",
-        "merged-elsewhere-is-left-to-the-base",
+        "merged-outside-the-queue-leaves-with-a-reason",
         "check-passed",
         "check-failed",
         "check-started",
         "check-queued-is-not-started",
         "not-a-required-check",
+        "trunkline-own-app-never-counts",
+        "newest-run-wins-after-a-rerun",
+        "commit-status-failure-counts",
+        "commit-status-pending-is-started",
     ],
 )
 def test_readings_become_the_events_of_lost_webhooks(

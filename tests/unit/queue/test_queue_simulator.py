@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from trunkline.queue.commands import format_report, register
+from trunkline.queue.commands import format_report, json_report, register
 from trunkline.queue.simulator import (
     SimulationParams,
     StrategyConfig,
@@ -111,6 +111,10 @@ def test_queue_benchmark_reports_every_strategy_in_one_object() -> None:
     assert report["params"]["seeds"] == 1
     json.dumps(report)  # plain data
     assert "trunkline config:" in format_report(report)
+    shaped = json_report(report)
+    assert set(shaped) == {"strategies", "upper_bound_per_hour", "wall_seconds", "params"}
+    assert set(shaped["strategies"]["serial"]) == keys
+    assert set(shaped["strategies"]["trunkline"]) == keys | {"config"}
 
 
 def test_queue_bench_command_is_registered_with_its_options() -> None:

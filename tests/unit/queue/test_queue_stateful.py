@@ -111,6 +111,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.enqueued: set[int] = set()
         self.outsider_pushes = 0
         self.policy_edits = 0
+        self.regress_next = False
 
     # ---- the engine, with invariants checked after every step ---------------------------
 
@@ -334,6 +335,11 @@ class QueueMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.outsider_pushes < 3)
     @rule()
+    def a_required_check_regresses(self) -> None:
+        """The next fast-forward is refused by the runner's re-verification of the checks."""
+        self.regress_next = True
+
+    @rule()
     def outsider_pushes_to_base(self) -> None:
         self.outsider_pushes += 1
         sha = f"X{self.outsider_pushes}"
@@ -364,6 +370,12 @@ class QueueMachine(RuleBasedStateMachine):
                 for name in effect.check_names:  # the CI picks the runs up (reported later)
                     self.inbox.append(ev.CheckStarted(effect.integration_sha, name, effect.attempt))
             case FastForwardBase():
+                if w.base == effect.expected_old_sha and self.regress_next:
+                    # The runner's re-read just before the fast-forward finds a red rerun.
+                    self.regress_next = False
+                    reason = "required check ci failure: red when re-read"
+                    self.inbox.append(ev.ChecksRegressed(effect.build_id, effect.new_sha, reason))
+                    return
                 if w.base == effect.expected_old_sha:
                     content = w.commits[effect.new_sha]
                     old = {pr for pr, _ in w.commits[w.base]}
