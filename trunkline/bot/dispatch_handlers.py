@@ -11,7 +11,11 @@ review of a SHA already handled, a head already known all decide to "no change".
 - `pull_request_review.submitted` on a PR of a work item -> `HumanReview` (reviews by bots,
   including the App's own verdicts, are ignored).
 - `pull_request.synchronize` -> `PrHeadChanged` with the head read through the API.
-- `pull_request.closed` -> `Merged` (merged) or `PrClosed`.
+- `pull_request.closed` -> `Merged` (merged) or `PrClosed` (unless the merge queue merged the
+  PR: a squash merge closes it without a GitHub merge, and the queue reports the merge).
+- `queue_departure_job`: the merge queue's departures (`QueueService.departure_job_kind`,
+  enqueued in the queue step's own transaction) -> `Merged(pr, merged_sha)` /
+  `Ejected(pr, reason)` for the work item whose PR left the queue.
 - `admission_tick()`: a periodic task that runs `PipelineService.admit` for every repository
   with items (a safety net: admission also runs after every decision that frees a slot).
 """
@@ -22,6 +26,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from trunkline.bot.events import IssuesEvent, PullRequestEvent, PullRequestReviewEvent
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.github.model import Permission as GitHubPermission
@@ -30,6 +36,10 @@ from trunkline.pipeline import events as ev
 from trunkline.pipeline.model import WorkItem
 from trunkline.pipeline.runner import PipelineService
 from trunkline.policies.model import Permission
+from trunkline.store.jobs import ClaimedJob
+from trunkline.store.tables import QueueEntry
+
+QUEUE_DEPARTURE_JOB = "pipeline_queue_departure"
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +164,51 @@ class DispatchHandlers:
             return
         pull = payload.pull_request
         if pull.merged:
-            event: ev.Event = ev.Merged(payload.number, pull.head.sha)
+            sha = self._merged_sha(repo, payload.number) or pull.head.sha
+            event: ev.Event = ev.Merged(payload.number, sha)
+        elif self._queue_merged(repo, payload.number):
+            return  # squashed by the queue, which reports the merge itself
         else:
             by = payload.sender.login if payload.sender else "someone"
             event = ev.PrClosed(payload.number, by)
+        self.service.submit(repo, item.issue, event)
+
+    def _queue_rows(self, repo: str, pr: int) -> list[tuple[str, str | None]]:
+        with self.service.engine.connect() as conn:
+            rows = conn.execute(
+                select(QueueEntry.state, QueueEntry.integration_sha)
+                .where(QueueEntry.repo_full_name == repo, QueueEntry.pr_number == pr)
+                .order_by(QueueEntry.id.desc())
+                .limit(1)
+            ).all()
+        return [(row.state, row.integration_sha) for row in rows]
+
+    def _queue_merged(self, repo: str, pr: int) -> bool:
+        return any(state == "merged" for state, _ in self._queue_rows(repo, pr))
+
+    def _merged_sha(self, repo: str, pr: int) -> str:
+        """The commit the base moved to when the queue merged `pr` (its integration commit);
+        "" when the queue did not merge it."""
+        for state, sha in self._queue_rows(repo, pr):
+            if state == "merged" and sha:
+                return sha
+        return ""
+
+    # -- merge queue ---------------------------------------------------------------------
+
+    def queue_departure_job(self, job: ClaimedJob) -> None:
+        """A PR left the merge queue: merged -> `Merged`, ejected -> `Ejected` (idempotent:
+        the item accepts either only in `queued_for_merge`, for its own PR)."""
+        repo = str(job.payload["repo"])
+        pr = int(job.payload["pr"])
+        item = self._item_of_pr(repo, pr)
+        if item is None:
+            return  # not a work item's PR (a person's PR in the queue)
+        if job.payload["state"] == "merged":
+            sha = str(job.payload.get("merged_sha") or job.payload.get("head_sha") or "")
+            event: ev.Event = ev.Merged(pr, sha)
+        else:
+            event = ev.Ejected(pr, str(job.payload.get("reason") or "ejected from the queue"))
         self.service.submit(repo, item.issue, event)
 
     # -- periodic ------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Performs I/O only when called: it builds the runner, its performers and the webhook
 handlers from `Settings` and the service's engine, and registers them (job kinds
-`pipeline_command` and `agents_resume`, the dispatch webhook routes, the admission tick and
+`pipeline_command`, `agents_resume` and `pipeline_queue_departure` — the merge queue's
+merges and ejections, which it enqueues once the queue is a `QueueService` — the dispatch
+webhook routes, the admission tick and
 the lease keep-alive tick, which renews the leases of every item holding them every
 `lock_ttl / 3`).
 
@@ -34,7 +36,7 @@ from trunkline.agents.composition import (
 from trunkline.agents.sandbox import Sandbox
 from trunkline.agents.store_timeline import StoreTimeline
 from trunkline.agents.timeline import TimelineSink
-from trunkline.bot.dispatch_handlers import DispatchHandlers
+from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB, DispatchHandlers
 from trunkline.bot.gate_runner import QueuePort
 from trunkline.bot.service import Service
 from trunkline.clock import Clock, SystemClock
@@ -50,6 +52,7 @@ from trunkline.pipeline.performers import GitHubPerformers
 from trunkline.pipeline.runner import PipelineService
 from trunkline.pipeline.store import INSTALLATION_KEY
 from trunkline.policies.model import Policy
+from trunkline.queue.service import QueueService
 from trunkline.store.tables import WorkItem as WorkItemRow
 from trunkline.workspace.model import Identity, RepositorySpec
 from trunkline.workspace.workspace import Workspace
@@ -184,6 +187,9 @@ def configure_dispatch(
     service.handlers.register(RESUME_JOB, agents.resume_job)
     handlers = DispatchHandlers(pipeline, github_for, policies.note_installation)
     handlers.register(service.router)
+    service.handlers.register(QUEUE_DEPARTURE_JOB, handlers.queue_departure_job)
+    if isinstance(queue, QueueService):
+        queue.departure_job_kind = QUEUE_DEPARTURE_JOB
     service.periodic.register("pipeline_admission", ADMISSION_TICK_SECONDS, handlers.admission_tick)
 
     def keep_leases_alive() -> None:

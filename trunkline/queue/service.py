@@ -34,7 +34,7 @@ from trunkline.queue.effects import Effect, FastForwardBase
 from trunkline.queue.engine import initial_state, step
 from trunkline.queue.events import Event
 from trunkline.queue.model import QueueConfig, QueueState
-from trunkline.queue.projection import write_projection
+from trunkline.queue.projection import Departure, departures, write_projection
 from trunkline.queue.serialization import (
     decode_effect,
     decode_state,
@@ -102,6 +102,9 @@ class QueueService:
         self.engine = engine
         self.clock = clock
         self.crash_points = crash_points
+        self.departure_job_kind: str | None = None
+        """When set (by the dispatch pipeline's wiring), every merge and ejection enqueues one
+        job of this kind in the step's own transaction (`departure_job`): exactly once."""
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -297,6 +300,11 @@ class QueueService:
         if changed != 1:
             raise QueueVersionConflictError(f"queue {repo}@{base} changed concurrently")
         write_projection(conn, original, state, now)
+        if self.departure_job_kind is not None:
+            for departure in departures(original, state):
+                if departure.state in DEPARTURES_REPORTED:
+                    job = departure_job(self.departure_job_kind, repo, base, departure)
+                    enqueue_in(conn, job, now)
         for effect in effects:
             _insert_effect(conn, repo, base, effect, now)
         return tuple(effects)
@@ -304,6 +312,28 @@ class QueueService:
     def _after_commit(self, effects: Sequence[Effect]) -> None:
         if any(isinstance(effect, FastForwardBase) for effect in effects):
             self.crash_points.hit(CrashPoint.CHECKS_PASSED)
+
+
+DEPARTURES_REPORTED = frozenset({"merged", "ejected"})
+
+
+def departure_job(kind: str, repo: str, base: str, departure: Departure) -> NewJob:
+    """The job telling a listener that `departure.pr` left the queue (merged or ejected);
+    its key names the stay, so a step re-decided after a conflict enqueues it once."""
+    return NewJob(
+        kind=kind,
+        key=f"{kind}:{repo}@{base}#{departure.pr}:{departure.state}:{departure.at.isoformat()}",
+        payload={
+            "repo": repo,
+            "base": base,
+            "pr": departure.pr,
+            "state": departure.state,
+            "head_sha": departure.head_sha,
+            "merged_sha": departure.merged_sha,
+            "reason": departure.reason,
+        },
+        priority=3,
+    )
 
 
 def _lock_state_row(conn: Connection, repo: str, base: str) -> tuple[int, Any, int] | None:

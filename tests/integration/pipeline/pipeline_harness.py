@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from trunkline.bot.dispatch_handlers import DispatchHandlers
+from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB, DispatchHandlers
 from trunkline.bot.events import parse_payload
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.clock import SystemClock
@@ -158,4 +158,6 @@ def make_harness(
     router = Router()
     handlers = DispatchHandlers(service, github_for)
     handlers.register(router)
+    registry.register(QUEUE_DEPARTURE_JOB, handlers.queue_departure_job)
+    queue.departure_job_kind = QUEUE_DEPARTURE_JOB  # as configure_dispatch wires it
     return Harness(engine, github, service, queue, locks, router, jobs, pool, handlers)

@@ -31,6 +31,9 @@ from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
 from trunkline.pipeline.runner import CommandContext, Performed
 from trunkline.pipeline.states import WorkState
 from trunkline.policies.model import Policy
+from trunkline.queue import events as qev
+from trunkline.queue.effects import BuildIntegration, FastForwardBase
+from trunkline.queue.model import ALL_GATES, CheckConclusion
 from trunkline.store.jobs import NewJob
 from trunkline.store.tables import Job, TimelineEvent
 from trunkline.store.tables import WorkItem as WorkItemRow
@@ -463,3 +466,56 @@ def test_pipeline_runner_posts_findings_as_line_comments_and_keeps_a_refused_rev
     assert "trunkline:verdict=request_changes" in reviews[0].body
     assert "trunkline:verdict=approve" in reviews[1].body
     assert "`README.md:1`: **nit**: mention it" in reviews[1].body
+
+
+def _run_queue_to_checks(harness: Harness, pr: int, head: str) -> str:
+    """Pass every gate of `pr` and build its integration commit; returns the commit's SHA."""
+    reports = tuple(qev.GateReport(gate, True) for gate in ALL_GATES)
+    effects = harness.queue.submit(REPO, "main", qev.GatesUpdated(pr, head, reports))
+    build = next(e for e in effects if isinstance(e, BuildIntegration))
+    integration = "c" * 40
+    harness.queue.submit(REPO, "main", qev.IntegrationBuilt(build.build_id, integration))
+    return integration
+
+
+def test_pipeline_runner_follows_the_queues_ejection_back_to_the_executor(
+    tmp_path: Path,
+) -> None:
+    harness, agents = _setup(tmp_path)
+    issue, pr, head = _queued_item(harness)
+    sha = _run_queue_to_checks(harness, pr, head)
+
+    failure = qev.CheckCompleted(sha, "ci", CheckConclusion.FAILURE, "2 tests failed")
+    harness.queue.submit(REPO, "main", failure)
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    # the ejection used a review round and the executor ran again with the reason
+    assert item.review_rounds == 1
+    assert agents.calls.count("execute") == 2
+    assert item.state is WorkState.QUEUED_FOR_MERGE
+    assert item.head_sha != head
+
+
+def test_pipeline_runner_takes_a_squash_merge_from_the_queue_not_from_the_closed_pr(
+    tmp_path: Path,
+) -> None:
+    harness, _ = _setup(tmp_path)
+    issue, pr, head = _queued_item(harness)
+    sha = _run_queue_to_checks(harness, pr, head)
+    effects = harness.queue.submit(
+        REPO, "main", qev.CheckCompleted(sha, "ci", CheckConclusion.SUCCESS)
+    )
+    forward = next(e for e in effects if isinstance(e, FastForwardBase))
+    harness.queue.submit(REPO, "main", qev.FastForwarded(forward.build_id, sha))
+
+    # a squash merge closes the PR without a GitHub merge; that close arrives first
+    harness.deliver("pull_request", pull_request_payload("closed", pr, head, merged=False))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.MERGED
+    assert item.merged_sha == sha
+    assert harness.github.get_issue(REPO, issue).state == "closed"
