@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from trunkline.locks.decisions import (
     AcquireDecision,
@@ -44,7 +44,7 @@ from trunkline.locks.decisions import (
 from trunkline.locks.fencing import StaleLease
 from trunkline.store.dialect import database_now, insert_ignoring_conflicts
 from trunkline.store.engine import read_only
-from trunkline.store.tables import Lock, LockWaiter
+from trunkline.store.tables import Lock, LockWaiter, TimelineEvent
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +362,8 @@ def _apply(
                 expires_at=write.expires_at,
             )
         )
+        if write.holder is None or write.acquired_at == now:  # a grant or a release, not a renewal
+            _record_history(conn, repo, holder, now, write)
     # one id order for every waiter row this transaction locks (deletes and touches alike)
     touched = set(changes.touch) - set(changes.delete)
     for waiter_id in sorted(set(changes.delete) | touched):
@@ -378,6 +380,27 @@ def _apply(
             {"repo_full_name": repo, "subsystem": name, "holder": holder, "requested_at": now},
             ["repo_full_name", "subsystem", "holder"],
         )
+
+
+def _record_history(conn: Connection, repo: str, by: str, now: datetime, write: SlotWrite) -> None:
+    """The lock history: one `timeline_events` row (kind `lock`) per grant or release, in the
+    same transaction as the slot write, so replaying them in id order gives the holders."""
+    conn.execute(
+        insert(TimelineEvent).values(
+            work_item_id=None,
+            repo_full_name=repo,
+            kind="lock",
+            message=f"{write.subsystem}[{write.slot}]: {write.holder or 'released by ' + by}",
+            data={
+                "subsystem": write.subsystem,
+                "slot": write.slot,
+                "holder": write.holder,
+                "epoch": write.epoch,
+                "by": by,
+            },
+            created_at=now,
+        )
+    )
 
 
 def _log_acquire(repo: str, holder: str, decision: AcquireDecision) -> None:

@@ -38,6 +38,7 @@ from trunkline.agents.store_timeline import StoreTimeline
 from trunkline.agents.timeline import TimelineSink
 from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB, DispatchHandlers
 from trunkline.bot.gate_runner import QueuePort
+from trunkline.bot.queue_commands import build_gate_runner
 from trunkline.bot.service import Service
 from trunkline.clock import Clock, SystemClock
 from trunkline.errors import TerminalError
@@ -148,7 +149,14 @@ def configure_dispatch(
     policies = policies or RepositoryPolicies(engine, github_for, clock)
     pipeline = PipelineService(engine, clock, policies.config)
     locks = LockManager(engine)
-    GitHubPerformers(github_for, policies, locks, queue, lock_ttl=lock_ttl).register(pipeline)
+    GitHubPerformers(
+        github_for,
+        policies,
+        locks,
+        queue,
+        lock_ttl=lock_ttl,
+        refresh_gates=build_gate_runner(engine, queue, settings).refresh,
+    ).register(pipeline)
     data_dir = Path(settings.data_dir)
     workspace = Workspace(data_dir, Identity(settings.git_author_name, settings.git_author_email))
 

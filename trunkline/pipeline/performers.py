@@ -99,6 +99,9 @@ class GitHubPerformers:
     lock_ttl: timedelta = timedelta(minutes=10)
     lock_poll_seconds: float = 20.0
     queued_by: str = "trunkline"
+    #: `GateRunner.refresh`: after an Enqueue the queue learns the gates at once (the review
+    #: and PR webhooks that also refresh them may have been handled before the Enqueue)
+    refresh_gates: Callable[[GitHubPort, str, int], object] | None = None
 
     def register(self, service: PipelineService) -> None:
         service.register(cmd.UpdateSticky, self.update_sticky)
@@ -243,6 +246,8 @@ class GitHubPerformers:
             config=config,
             base_sha=base_sha,
         )
+        if self.refresh_gates is not None:
+            self.refresh_gates(github, context.repo, command.pr)
         return Performed(ev.Enqueued(command.key, command.pr))
 
     def dequeue(self, command: cmd.Dequeue, context: CommandContext) -> Performed:
