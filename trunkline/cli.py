@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "trunkline.locks.commands",
     "trunkline.web.commands",
     "trunkline.queue.commands",
+    "trunkline.pipeline.cli_commands",
     "trunkline.demo.commands",
 )
 

@@ -47,6 +47,10 @@ class Router:
 
         return decorate
 
+    def registered_events(self) -> set[str]:
+        """The event names some handler is registered for (what the App subscribes to)."""
+        return {event for event, _ in self._handlers}
+
     def handlers_for(self, event: str, action: str | None) -> list[EventHandler]:
         found = list(self._handlers.get((event, None), []))
         if action is not None:
