@@ -281,6 +281,15 @@ class Queue(_Section):
     pretest: Flag = Field(
         False, description="Test new PRs in isolation first; stack only those that passed."
     )
+    speculation_floor: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        0.0, description="With pretest: stack new PRs directly while P(stack passes) >= this."
+    )
+    cleared_batch_size: Count = Field(
+        0, description="Largest batch of pretested PRs stacked together (0: batch_size)."
+    )
+    merge_isolated: Flag = Field(
+        False, description="Fast-forward a passed isolation build on the base (empty stack)."
+    )
     check_timeout: Duration = _duration_field("60m", "Longest wait for required checks to finish.")
     check_start_timeout: Duration = _duration_field(
         "10m", "Longest wait for a required check to start."

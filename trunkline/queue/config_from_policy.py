@@ -42,6 +42,9 @@ def queue_config_from_policy(queue: PolicyQueue) -> QueueConfig:
         flake_retries=queue.flake_retries,
         batch_wait=queue.batch_wait,
         pretest=queue.pretest,
+        speculation_floor=queue.speculation_floor,
+        cleared_batch_size=queue.cleared_batch_size,
+        merge_isolated=queue.merge_isolated,
     )
 
 

@@ -223,6 +223,11 @@ class _Step(Scheduler):
             return  # no news, or a late report of an earlier base
         builds = self.state.builds
         for index, build in enumerate(builds):
+            if build.bisecting and build.integration_sha == sha:
+                if build.base_sha == self.state.base_sha:
+                    self.merged(build, sha)  # an isolation build is exactly its PRs on its base
+                    return
+                continue  # made on an older base: the base lost commits; treat it as foreign
             if build.integration_sha == sha:
                 # Our own fast-forward seen before its report, or someone moved the base to our
                 # integration commit by hand: either way exactly these PRs are in the base now,

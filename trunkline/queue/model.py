@@ -116,6 +116,14 @@ class QueueConfig:
     the integration commit of the build ahead of it. `pretest` first tests each new batch
     on the base, off the stack (an isolation build, bisected when it fails), and stacks only
     PRs that passed there: a failure then never voids the speculative builds behind it.
+
+    With `pretest`: `speculation_floor` (0: off) lets new PRs skip the isolation build and be
+    stacked directly while the chance that the new build and every unresolved build under it
+    pass (each PR not yet cleared is bad at the rate this queue has ejected, prior 10%) stays
+    >= the floor, so a short queue merges in one CI round; `cleared_batch_size` (0: the
+    `batch_size`) is the largest stacked batch of cleared PRs (they rarely fail, so larger
+    batches cost little); `merge_isolated` fast-forwards a passed isolation build made on the
+    current base when the stack is empty, instead of testing its PRs again in the stack.
     """
 
     base: str = "main"
@@ -131,6 +139,9 @@ class QueueConfig:
     flake_retries: int = 0
     batch_wait: timedelta = timedelta(0)
     pretest: bool = False
+    speculation_floor: float = 0.0
+    cleared_batch_size: int = 0  # 0: batch_size
+    merge_isolated: bool = False
 
     def app_for(self, check: str) -> str | None:
         """The App slug `check` is pinned to, or None when any App (but trunkline) counts."""
@@ -167,6 +178,10 @@ class QueueConfig:
         ):
             if value < 1:
                 raise QueueConfigError(f"queue.{name} must be >= 1, got {value}")
+        if not 0.0 <= self.speculation_floor <= 1.0:
+            raise QueueConfigError("queue.speculation_floor must be between 0 and 1")
+        if self.cleared_batch_size < 0:
+            raise QueueConfigError("queue.cleared_batch_size must be >= 0 (0: batch_size)")
         if self.batch_wait < timedelta(0):
             raise QueueConfigError("queue.batch_wait must not be negative")
 

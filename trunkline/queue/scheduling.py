@@ -38,7 +38,15 @@ class Scheduler(FailureRules):
             self.normalize_chain()
         config = self.state.config
         for build in self.state.builds:
-            if build.bisecting and build.failure is None and all_passed(config, build):
+            if (
+                build.bisecting
+                and build.state is BuildState.TESTING
+                and build.failure is None
+                and all_passed(config, build)
+            ):
+                if self.may_merge_isolated(build):
+                    self.request_fast_forward(build)
+                    continue
                 self.drop_build(build, restore=False)  # cleared: its PRs rejoin the queue
                 passed = frozenset(zip(build.prs, build.head_shas, strict=True))
                 self.state = replace(self.state, cleared=self.state.cleared | passed)
@@ -65,6 +73,46 @@ class Scheduler(FailureRules):
             # nothing but their own PRs, and no failure ahead can void it.
             base_sha = self.state.base_sha if bisecting else stack_on
             self.start_build(entries, base_sha, bisecting=bisecting)
+
+    @property
+    def cleared_batch_size(self) -> int:
+        config = self.state.config
+        return config.cleared_batch_size or config.batch_size
+
+    def speculation_room(self) -> int:
+        """How many PRs that have not passed an isolation build a new build on the top of the
+        stack may hold: the most for which the chance that it and every unresolved build under
+        it pass stays >= `speculation_floor` (each uncleared PR is bad with the rate estimated
+        from this queue's outcomes, prior 10%); 0 when the floor is 0 (off)."""
+        config = self.state.config
+        floor = config.speculation_floor
+        if floor <= 0:
+            return 0
+        s = self.state
+        good = 1 - (s.ejected_count + 1) / (s.ejected_count + s.merged_count + 10)
+        chance = 1.0
+        for build in s.builds:
+            if build.transparent or build.state is BuildState.PASSED:
+                continue
+            if all_passed(config, build):
+                continue
+            pairs = zip(build.prs, build.head_shas, strict=True)
+            chance *= good ** sum(1 for pair in pairs if pair not in s.cleared)
+        room = 0
+        while room < config.batch_size and chance * good ** (room + 1) >= floor:
+            room += 1
+        return room
+
+    def may_merge_isolated(self, build: Build) -> bool:
+        """A passed isolation build made on the current base is exactly its PRs on that base:
+        with `merge_isolated` it is fast-forwarded to itself instead of being stacked again,
+        when no fast-forward is in flight and the stack is empty (nothing is voided)."""
+        if not self.state.config.merge_isolated or build.base_sha != self.state.base_sha:
+            return False
+        if any(b.state is BuildState.PASSED for b in self.state.builds):
+            return False  # a fast-forward is in flight
+        chain = [b for b in self.state.builds if not b.bisecting and b.failure is None]
+        return not chain
 
     def front(self) -> Build | None:
         """The first build that can merge: on the queue's base, not failed, not isolating."""
@@ -151,8 +199,11 @@ class Scheduler(FailureRules):
         if config.pretest:
             cleared = [e for e in ready if (e.pr, e.head_sha) in s.cleared]
             if cleared and stack:
-                return tuple(cleared[: config.batch_size]), False
+                return tuple(cleared[: self.cleared_batch_size]), False
             fresh = [e for e in ready if (e.pr, e.head_sha) not in s.cleared]
+            room = self.speculation_room() if stack else 0
+            if room > 0 and fresh:
+                return tuple(fresh[:room]), False
             batch = self.fill(fresh)
             return None if batch is None else (batch, True)
         if not stack:

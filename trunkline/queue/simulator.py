@@ -86,6 +86,9 @@ def strategy_config(
     batch_wait_minutes: float = 0.0,
     flake_retries: int = 0,
     pretest: bool = False,
+    speculation_floor: float = 0.0,
+    cleared_batch_size: int = 0,
+    merge_isolated: bool = False,
 ) -> QueueConfig:
     """A queue configuration for the simulation (one required check; timeouts out of the way:
     the simulated CI always reports, possibly after a long wait for a runner)."""
@@ -99,6 +102,9 @@ def strategy_config(
         batch_wait=timedelta(minutes=batch_wait_minutes),
         flake_retries=flake_retries,
         pretest=pretest,
+        speculation_floor=speculation_floor,
+        cleared_batch_size=cleared_batch_size,
+        merge_isolated=merge_isolated,
     )
 
 
@@ -384,6 +390,9 @@ class StrategyConfig:
     batch_wait_minutes: float
     flake_retries: int
     pretest: bool
+    speculation_floor: float = 0.0
+    cleared_batch_size: int = 0
+    merge_isolated: bool = False
 
     def queue_config(self) -> QueueConfig:
         return strategy_config(
@@ -392,18 +401,29 @@ class StrategyConfig:
             self.batch_wait_minutes,
             self.flake_retries,
             self.pretest,
+            self.speculation_floor,
+            self.cleared_batch_size,
+            self.merge_isolated,
         )
 
 
 def search_grid(ci_concurrency: int) -> tuple[StrategyConfig, ...]:
     """The trunkline configurations the benchmark tries (speculation as deep as the CI has
-    runners: isolation and stacked builds share them)."""
-    return tuple(
+    runners: isolation and stacked builds share them): fixed batches with or without
+    `pretest`, and `pretest` with a speculation floor, cleared batches of up to 16 and with or
+    without `merge_isolated`."""
+    plain = tuple(
         StrategyConfig(batch, ci_concurrency, 0.0, retries, pretest)
         for pretest in (False, True)
         for batch in (4, 8)
         for retries in (0, 1)
     )
+    adaptive = tuple(
+        StrategyConfig(8, ci_concurrency, 0.0, 0, True, floor, 16, merge_isolated)
+        for floor in (0.3, 0.4)
+        for merge_isolated in (False, True)
+    )
+    return plain + adaptive
 
 
 def summarize(results: list[SimulationResult]) -> dict[str, float]:

@@ -36,6 +36,9 @@ def test_every_field_is_mapped() -> None:
                 "batch_wait": "90s",
                 "parallel_checks": 2,
                 "pretest": True,
+                "speculation_floor": 0.4,
+                "cleared_batch_size": 16,
+                "merge_isolated": True,
             }
         )
     )
@@ -52,6 +55,9 @@ def test_every_field_is_mapped() -> None:
         flake_retries=2,
         batch_wait=timedelta(seconds=90),
         pretest=True,
+        speculation_floor=0.4,
+        cleared_batch_size=16,
+        merge_isolated=True,
     )
     assert config.app_for("lint") == "github-actions"
     assert config.app_for("ci") is None

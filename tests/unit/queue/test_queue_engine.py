@@ -29,6 +29,7 @@ from trunkline.queue.engine import initial_state, step
 from trunkline.queue.explain import describe_queue, explain, render_markdown
 from trunkline.queue.model import (
     ALL_GATES,
+    BuildState,
     CheckConclusion,
     EntryState,
     Gate,
@@ -752,6 +753,8 @@ def test_queue_engine_explain_describes_position_state_and_every_gate() -> None:
         ({"check_timeout": timedelta(0)}, "must be positive"),
         ({"flake_retries": -1}, "must be >= 0"),
         ({"base": " "}, "base branch must not be empty"),
+        ({"speculation_floor": 1.5}, "speculation_floor must be between 0 and 1"),
+        ({"cleared_batch_size": -1}, "cleared_batch_size must be >= 0"),
     ],
 )
 def test_queue_config_rejects_values_it_cannot_run(changes: dict[str, object], words: str) -> None:
@@ -1039,3 +1042,101 @@ def test_queue_engine_explains_isolation_and_pending_failures() -> None:
     pending = explain(state, 2)
     assert pending is not None
     assert "judged once the builds ahead of it pass" in pending.why
+
+
+def drive(config: QueueConfig, *events: ev.Event) -> tuple[QueueState, tuple[Effect, ...]]:
+    """Feed `events` from an empty queue; the state and the last step's effects."""
+    state = initial_state("acme/app", config, "B0")
+    effects: tuple[Effect, ...] = ()
+    for event in events:
+        state, effects = step(state, event, T0)
+    return state, effects
+
+
+@pytest.mark.parametrize(("floor", "stacked"), [(0.5, True), (0.85, False)])
+def test_queue_engine_speculation_floor_stacks_new_prs_while_the_stack_is_likely_to_pass(
+    floor: float, stacked: bool
+) -> None:
+    config = replace(ONE_CHECK, batch_size=4, parallel_checks=3, pretest=True)
+    config = replace(config, speculation_floor=floor)
+    state, _ = drive(
+        config,
+        ev.Enqueue(1, "h1"),
+        ev.Enqueue(2, "h2"),
+        gates(1, "h1"),
+        ev.IntegrationBuilt("b1", "I1"),
+        gates(2, "h2"),
+    )
+    first, second = state.builds
+    assert not first.bisecting  # 0.9 >= the floor: stacked
+    assert first.base_sha == "B0"
+    # Under #1 (bad at the prior 10%), #2 is stacked only while 0.9 * 0.9 >= the floor.
+    assert second.bisecting is not stacked
+    assert second.base_sha == ("I1" if stacked else "B0")
+
+
+def test_queue_engine_merge_isolated_fast_forwards_a_passed_isolation_build_on_the_base() -> None:
+    config = replace(ONE_CHECK, batch_size=2, pretest=True, merge_isolated=True)
+    state, effects = drive(
+        config,
+        ev.Enqueue(1, "h1"),
+        gates(1, "h1"),
+        ev.IntegrationBuilt("b1", "J1"),
+        ci_passed("J1"),
+    )
+    assert [compact(e) for e in effects if isinstance(e, FastForwardBase)] == ["ff b1 B0->J1"]
+    state, _ = step(state, ev.FastForwarded("b1", "J1"), T0)
+    assert state.base_sha == "J1"
+    assert 1 in state.merged_prs
+    assert not state.builds
+    # Without the flag the same build only clears #1, which is tested again in the stack.
+    state, effects = drive(
+        replace(config, merge_isolated=False),
+        ev.Enqueue(1, "h1"),
+        gates(1, "h1"),
+        ev.IntegrationBuilt("b1", "J1"),
+        ci_passed("J1"),
+    )
+    assert not any(isinstance(e, FastForwardBase) for e in effects)
+    assert [(b.prs, b.bisecting) for b in state.builds] == [((1,), False)]
+
+
+def test_queue_engine_merge_isolated_waits_for_the_stack_and_base_moved_to_it_merges() -> None:
+    config = replace(ONE_CHECK, batch_size=1, parallel_checks=2, pretest=True)
+    config = replace(config, merge_isolated=True)
+    state, _ = drive(
+        config,
+        ev.Enqueue(1, "h1"),
+        ev.Enqueue(2, "h2"),
+        gates(1, "h1"),
+        gates(2, "h2"),
+        ev.IntegrationBuilt("b1", "J1"),
+        ev.IntegrationBuilt("b2", "J2"),
+        ci_passed("J1"),  # #1 merges directly (the stack is empty)
+    )
+    passed_build = state.build("b1")
+    assert passed_build is not None
+    assert passed_build.state is BuildState.PASSED
+    state, _ = step(state, ev.BaseMoved("J1"), T0)  # the push webhook before the report
+    assert state.base_sha == "J1"
+    assert 1 in state.merged_prs
+    # b2 was made on B0, which is no longer the base: it only clears #2.
+    state, effects = step(state, ci_passed("J2"), T0)
+    assert not any(isinstance(e, FastForwardBase) for e in effects)
+    assert (2, "h2") in state.cleared
+
+
+@pytest.mark.parametrize(("cleared_batch_size", "stacked"), [(0, (1, 2, 3)), (2, (1, 2))])
+def test_queue_engine_cleared_batch_size_bounds_batches_of_cleared_prs(
+    cleared_batch_size: int, stacked: tuple[int, ...]
+) -> None:
+    config = replace(ONE_CHECK, batch_size=3, pretest=True, batch_wait=timedelta(minutes=10))
+    config = replace(config, cleared_batch_size=cleared_batch_size)
+    state = initial_state("acme/app", config, "B0")
+    for pr in (1, 2, 3):
+        state, _ = step(state, ev.Enqueue(pr, f"h{pr}"), T0)
+        state, _ = step(state, gates(pr, f"h{pr}"), T0)
+    later = T0 + timedelta(minutes=10)
+    for event in (ev.Tick(), ev.IntegrationBuilt("b1", "J1"), ci_passed("J1")):
+        state, _ = step(state, event, later)
+    assert [(b.prs, b.bisecting) for b in state.builds] == [(stacked, False)]

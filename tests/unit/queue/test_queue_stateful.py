@@ -9,9 +9,11 @@ Invariants are checked after every step; at teardown the world is driven to quie
 every entry must have ended merged, ejected or dequeued with a reason (liveness).
 
 Each run draws its throughput strategy (batch_size 1..4, parallel_checks 1..3, a batch wait
-or none, flake retries), so batches, bisection and speculative builds are exercised with the
-same invariants, plus: at most parallel_checks active builds, builds form one stack on the
-base, a bad PR is never merged, and a merged SHA contains exactly the PRs of the passed builds.
+or none, flake retries, pretest with a speculation floor, a cleared batch size and direct
+fast-forwards of isolation builds), so batches, bisection and speculative builds are
+exercised with the same invariants, plus: at most parallel_checks active builds, builds
+form one stack on the base, a bad PR is never merged, and a merged SHA contains exactly the
+PRs of the passed builds.
 """
 
 from __future__ import annotations
@@ -195,7 +197,10 @@ class QueueMachine(RuleBasedStateMachine):
     def check_build_order(self, after: QueueState, effect: BuildIntegration) -> None:
         build = after.build(effect.build_id)
         assert build is not None
-        assert len(build.prs) <= after.config.batch_size
+        config = after.config
+        assert len(build.prs) <= max(config.batch_size, config.cleared_batch_size)
+        if not build.bisecting and config.pretest and config.speculation_floor == 0:
+            assert all((pr, head) in after.cleared for pr, head in effect.prs)
         if build.bisecting:
             return  # a half of a failed batch: tested before the rest, by design
         first_pr = effect.prs[0][0]
@@ -254,9 +259,21 @@ class QueueMachine(RuleBasedStateMachine):
         parallel=st.integers(1, 3),
         wait=st.sampled_from((0, 0, 20)),
         pretest=st.booleans(),
+        floor=st.sampled_from((0.0, 0.0, 0.5, 0.85)),
+        cleared=st.sampled_from((0, 5)),
+        merge_isolated=st.booleans(),
     )
     def start(
-        self, retry: int, flakes: int, batch: int, parallel: int, wait: int, pretest: bool
+        self,
+        retry: int,
+        flakes: int,
+        batch: int,
+        parallel: int,
+        wait: int,
+        pretest: bool,
+        floor: float,
+        cleared: int,
+        merge_isolated: bool,
     ) -> None:
         config = QueueConfig(
             base="main",
@@ -269,6 +286,9 @@ class QueueMachine(RuleBasedStateMachine):
             parallel_checks=parallel,
             batch_wait=timedelta(minutes=wait),
             pretest=pretest,
+            speculation_floor=floor,
+            cleared_batch_size=cleared,
+            merge_isolated=merge_isolated,
         )
         self.state = initial_state("acme/app", config, "B0")
 
