@@ -18,8 +18,8 @@ that start, or None when another head was observed at or after it (the order is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, select, update
@@ -40,7 +40,14 @@ class ApprovalRecords(Protocol):
     def record(self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource) -> bool: ...
 
     def remove(
-        self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource | None = None
+        self,
+        repo: str,
+        pr: int,
+        sha: str,
+        user: str,
+        source: ApprovalSource | None = None,
+        *,
+        before: datetime | None = None,
     ) -> int: ...
 
     def replace_reviews(self, repo: str, pr: int, current: Iterable[tuple[str, str]]) -> None: ...
@@ -87,9 +94,17 @@ class ApprovalStore:
             )
 
     def remove(
-        self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource | None = None
+        self,
+        repo: str,
+        pr: int,
+        sha: str,
+        user: str,
+        source: ApprovalSource | None = None,
+        *,
+        before: datetime | None = None,
     ) -> int:
-        """Delete `user`'s approval of `sha` (only one from `source`, if given)."""
+        """Delete `user`'s approval of `sha` (only one from `source`, if given; only one
+        recorded at or before `before`, if given: a later approval is a later decision)."""
         conditions = [
             Approval.repo_full_name == repo,
             Approval.pr_number == pr,
@@ -99,6 +114,8 @@ class ApprovalStore:
         ]
         if source is not None:
             conditions.append(Approval.source == source.value)
+        if before is not None:
+            conditions.append(Approval.created_at <= before)
         with self.engine.begin() as conn:
             return conn.execute(delete(Approval).where(and_(*conditions))).rowcount
 
@@ -200,24 +217,35 @@ class MemoryApprovals:
     """`ApprovalRecords` in memory with the table's semantics (for tests and models): one
     row per (repo, PR, SHA, user), the first source recorded is kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.rows: list[tuple[str, int, str, str, ApprovalSource]] = []
+        self.recorded_at: dict[tuple[str, int, str, str, ApprovalSource], datetime] = {}
         self.heads: dict[tuple[str, int], dict[str, datetime]] = {}
+        self.clock = clock
 
     def record(self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource) -> bool:
         if any(row[:4] == (repo, pr, sha, user) for row in self.rows):
             return False
         self.rows.append((repo, pr, sha, user, source))
+        self.recorded_at[(repo, pr, sha, user, source)] = self.clock()
         return True
 
     def remove(
-        self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource | None = None
+        self,
+        repo: str,
+        pr: int,
+        sha: str,
+        user: str,
+        source: ApprovalSource | None = None,
+        *,
+        before: datetime | None = None,
     ) -> int:
-        keep = [
-            row
-            for row in self.rows
-            if row[:4] != (repo, pr, sha, user) or (source is not None and row[4] is not source)
-        ]
+        def matches(row: tuple[str, int, str, str, ApprovalSource]) -> bool:
+            if row[:4] != (repo, pr, sha, user) or (source is not None and row[4] is not source):
+                return False
+            return before is None or self.recorded_at.get(row, before) <= before
+
+        keep = [row for row in self.rows if not matches(row)]
         removed = len(self.rows) - len(keep)
         self.rows = keep
         return removed

@@ -49,7 +49,10 @@ def apply_review(store: ApprovalRecords, payload: PullRequestReviewEvent) -> str
         store.record(repo, pr, sha, user, ApprovalSource.GITHUB_REVIEW)
         return "recorded"
     if state == "changes_requested":
+        # withdraws the person's approval of that SHA whatever its source: an earlier review
+        # approval, or a `/trunkline approve` written before this review
         store.remove(repo, pr, sha, user, ApprovalSource.GITHUB_REVIEW)
+        store.remove(repo, pr, sha, user, ApprovalSource.COMMAND, before=review.submitted_at)
         return "removed"
     return f"ignored: review state {state}"
 
@@ -106,29 +109,41 @@ def bind_approval(
 ) -> ApprovalBinding:
     """Which head a `/trunkline approve` comment approves (pure).
 
-    `named` (a SHA prefix written in the command) binds to the head if it names it, else to
-    nothing. Without it, the current `head` counts only if it was observed as the head
-    (`head_since`, GitHub's clock) strictly before the comment was written (`written_at`):
+    `named` (a SHA written in the command) binds to the head if it is the head's full SHA, or
+    a prefix of it written when that head was already there (a short prefix alone could name
+    a look-alike commit pushed later); else to nothing. Without it, the current `head` counts
+    only if it was observed as the head (`head_since`, GitHub's clock) strictly before the
+    comment was written (`written_at`):
     a push between the comment and this job must not turn the approval into one of a commit
     the approver never saw. If that cannot be shown, nothing binds and the refusal names
     the SHA to approve explicitly."""
-    short = head[:7]
+    seen_before = written_at is not None and head_since is not None and head_since < written_at
     if named is not None:
+        if named.lower() == head.lower():
+            return ApprovalBinding(head)  # the full SHA names exactly one commit
+        if head.lower().startswith(named.lower()) and seen_before:
+            return ApprovalBinding(head)  # a prefix, and that head was there when written
         if head.lower().startswith(named.lower()):
-            return ApprovalBinding(head)
+            return ApprovalBinding(
+                None,
+                f"Sorry @{login}, `{named}` is a prefix of the head of #{pr}, but I cannot be "
+                "sure that head was there when you wrote your comment (another commit can "
+                "share a short prefix), so I recorded nothing. To approve it, name the whole "
+                f"SHA: `/trunkline approve {head}`.",
+            )
         return ApprovalBinding(
             None,
-            f"Sorry @{login}, `{named}` is not the head of #{pr}: the head is `{short}`, "
+            f"Sorry @{login}, `{named}` is not the head of #{pr}: the head is `{head}`, "
             "so I recorded nothing. Approvals bind to the exact commit; to approve the head, "
-            f"comment `/trunkline approve {short}`.",
+            f"comment `/trunkline approve {head}`.",
         )
-    if written_at is not None and head_since is not None and head_since < written_at:
+    if seen_before:
         return ApprovalBinding(head)
     return ApprovalBinding(
         None,
-        f"Sorry @{login}, I cannot be sure that `{short}` was already the head of #{pr} when "
+        f"Sorry @{login}, I cannot be sure that `{head}` was already the head of #{pr} when "
         "you wrote your comment (it may have been pushed since), so I recorded nothing. "
-        f"If you approve `{short}`, comment `/trunkline approve {short}`.",
+        f"If you approve it, comment `/trunkline approve {head}`.",
     )
 
 

@@ -129,6 +129,7 @@ class Review(Model):
     commit_id: str
     body: str | None = None
     user: Account | None = None
+    submitted_at: datetime | None = None
 
 
 class CheckSuite(Model):

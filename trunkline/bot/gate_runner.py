@@ -45,6 +45,7 @@ from trunkline.queue.effects import Effect
 from trunkline.queue.events import Dequeue, Event, GateReport, GatesUpdated, PrHeadChanged
 from trunkline.queue.gates import (
     AgentVerdict,
+    ApprovalSource,
     GateInputs,
     ReviewerVerdict,
     SubsystemHolders,
@@ -298,6 +299,23 @@ def latest_review_approvals(reviews: tuple[Review, ...]) -> set[tuple[str, str]]
     return {value for value in state.values() if value is not None}
 
 
+def latest_change_requests(reviews: tuple[Review, ...]) -> tuple[Review, ...]:
+    """Each user's latest deciding review, where that is CHANGES_REQUESTED on a commit."""
+    latest: dict[str, Review] = {}
+    for review in reviews:
+        if review.state in (
+            ReviewState.APPROVED,
+            ReviewState.CHANGES_REQUESTED,
+            ReviewState.DISMISSED,
+        ):
+            latest[review.author.login] = review
+    return tuple(
+        review
+        for review in latest.values()
+        if review.state is ReviewState.CHANGES_REQUESTED and review.commit_sha
+    )
+
+
 @dataclass(frozen=True)
 class GateReading:
     """The gates of one PR at one SHA, with what they were computed from."""
@@ -399,6 +417,17 @@ class GateRunner:
         returns the reviews read."""
         reviews = github.list_reviews(repo, pr)
         self.approvals.replace_reviews(repo, pr, latest_review_approvals(reviews))
+        for review in latest_change_requests(reviews):
+            # a dropped `changes_requested` webhook must not leave a `/trunkline approve` of
+            # that SHA, written before the review, counting
+            self.approvals.remove(
+                repo,
+                pr,
+                review.commit_sha or "",
+                review.author.login,
+                ApprovalSource.COMMAND,
+                before=review.submitted_at,
+            )
         return reviews
 
     def synced_read(

@@ -33,7 +33,7 @@ from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.service import Service
 from trunkline.queue import events as ev
 from trunkline.queue.model import BuildState
-from trunkline.queue.reconciler import queue_reconciler
+from trunkline.queue.reconciler import GateRefresher, queue_reconciler
 from trunkline.queue.required_checks import counts, status_counts, status_report
 from trunkline.queue.runner import QueueEffectRunner, queue_conclusion
 from trunkline.queue.service import EFFECT_JOB, QueueService
@@ -160,7 +160,9 @@ def queue_tick(queues: QueueService) -> Callable[[], None]:
 
 
 def queue_configure(
-    queues: QueueService, runner: QueueEffectRunner | None
+    queues: QueueService,
+    runner: QueueEffectRunner | None,
+    refresh_gates: GateRefresher | None = None,
 ) -> Callable[[Service], None]:
     """A `build_service` configure hook: webhooks, the effect job (when `runner` is given:
     processes that only take webhooks may leave effects to other workers) and the tick."""
@@ -172,7 +174,7 @@ def queue_configure(
         if runner is not None:
             service.handlers.register(EFFECT_JOB, runner.handle)
             service.periodic.register_reconciler(
-                queue_reconciler(queues, runner.access, runner.own_app)
+                queue_reconciler(queues, runner.access, runner.own_app, refresh_gates)
             )
         service.periodic.register_queue_tick(queue_tick(queues))
 

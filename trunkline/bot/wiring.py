@@ -23,7 +23,7 @@ import os
 
 import httpx
 
-from trunkline.bot.queue_commands import configure_queue_gates
+from trunkline.bot.queue_commands import build_gate_runner, configure_queue_gates
 from trunkline.bot.queue_events import queue_configure
 from trunkline.bot.service import Service
 from trunkline.bot.takeover_handlers import JobLauncher, TakeoverDeps, register_takeover_handlers
@@ -101,7 +101,12 @@ def configure_bot(service: Service) -> None:
             return None
         return clients.tokens(installation).token()
 
-    queue_configure(runtime.queues, runtime.runner)(service)
+    gates = build_gate_runner(service.engine, runtime.queues, settings)
+    queue_configure(
+        runtime.queues,
+        runtime.runner,
+        lambda access, repo, pr: gates.refresh(access.github, repo, pr),
+    )(service)
     configure_queue_gates(service, runtime.queues, github_for)
     register_takeover_handlers(
         service.router,

@@ -6,7 +6,8 @@ base branch's SHA, each queued PR's head and whether it was closed or merged out
 queue, and the check runs and commit statuses on the integration commits under test (counted
 as in `required_checks`). `observations` (pure) turns those readings into the same
 engine events the webhook handlers submit; the engine ignores what it already knows, so
-re-reading changes nothing when no webhook was lost.
+re-reading changes nothing when no webhook was lost. Entries without a verdict on their
+current head get their gates evaluated again (`refresh_gates`, wired by the bot).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from trunkline.github.policy_file import read_policy
 from trunkline.policies.model import Policy
 from trunkline.queue import events as ev
 from trunkline.queue.config_from_policy import queue_config_from_policy
-from trunkline.queue.model import BuildState, QueueConfig, QueueConfigError, QueueState
+from trunkline.queue.model import (
+    ALL_GATES,
+    BuildState,
+    QueueConfig,
+    QueueConfigError,
+    QueueState,
+)
 from trunkline.queue.required_checks import required_reports
 from trunkline.queue.runner import RepositoryAccess
 from trunkline.queue.service import QueueService
@@ -127,12 +134,29 @@ def policy_config(access: RepositoryAccess, state: QueueState) -> QueueConfig | 
         return None
 
 
+GateRefresher = Callable[[RepositoryAccess, str, int], object]
+"""Re-evaluate one PR's gates (`GateRunner.refresh` through the repository's GitHub port)."""
+
+
+def unevaluated(state: QueueState) -> tuple[int, ...]:
+    """The entries that have no verdict for some gate on their current head (pure): their
+    gates were voided by a head change, or the evaluation's webhook was lost."""
+    return tuple(
+        entry.pr
+        for entry in state.entries
+        if any(entry.verdict(gate) is None for gate in ALL_GATES)
+    )
+
+
 def queue_reconciler(
     queues: QueueService,
     access: Callable[[str], RepositoryAccess],
     own_app: str | None = None,
+    refresh_gates: GateRefresher | None = None,
 ) -> Callable[[], None]:
-    """The scheduler task: reconcile every queue with entries or builds."""
+    """The scheduler task: reconcile every queue with entries or builds; then, with
+    `refresh_gates`, evaluate the gates of every entry that lacks a verdict on its head (a
+    lost `synchronize` or review webhook must not leave an entry waiting for ever)."""
 
     def reconcile() -> None:
         for state in queues.states():
@@ -148,5 +172,24 @@ def queue_reconciler(
                 continue
             for event in events:
                 queues.submit(state.repo, state.base, event)
+            if refresh_gates is not None:
+                _refresh_unevaluated(queues, access, state, refresh_gates)
 
     return reconcile
+
+
+def _refresh_unevaluated(
+    queues: QueueService,
+    access: Callable[[str], RepositoryAccess],
+    state: QueueState,
+    refresh_gates: GateRefresher,
+) -> None:
+    fresh = queues.state(state.repo, state.base)
+    for pr in unevaluated(fresh) if fresh is not None else ():
+        try:
+            refresh_gates(access(state.repo), state.repo, pr)
+        except TrunklineError as error:
+            log.warning(
+                "gates not refreshed",
+                extra={"repo": state.repo, "pr": pr, "error": str(error)},
+            )

@@ -375,10 +375,10 @@ def test_approve_command_binds_to_the_head_its_comment_was_written_for(rig: Rig)
     issue = int(rig.github.get_pull(REPO, pr).head_ref.split("-")[1])
     new_head = rig.push(issue, "bind", {"api/bind.py": "x = 2\n"})
     refusal = rig.comment("bob", pr, "/trunkline approve") or ""
-    assert f"Sorry @bob, I cannot be sure that `{new_head[:7]}` was already the head" in refusal
+    assert f"Sorry @bob, I cannot be sure that `{new_head}` was already the head" in refusal
     approvals = rig.runner_approvals(pr)
     assert ("bob", new_head) not in approvals
-    reply = rig.comment("alice", pr, f"/trunkline approve {new_head[:10]}") or ""
+    reply = rig.comment("alice", pr, f"/trunkline approve {new_head}") or ""
     assert f"Recorded @alice's approval of `{new_head[:7]}`; it counts" in reply
     assert rig.runs(new_head)["trunkline/approval"].conclusion is CheckConclusion.SUCCESS
 

@@ -22,6 +22,7 @@ from trunkline.bot.gate_runner import (
     GateRunner,
     WorkItemRef,
     change_of,
+    latest_change_requests,
     latest_review_approvals,
 )
 from trunkline.bot.merge_group import group_contents, group_members
@@ -262,15 +263,15 @@ def bot_review(world: World, sha: str = HEAD, event: ReviewEvent = ReviewEvent.A
     world.github.create_review(REPO, world.pr, commit_sha=sha, event=event, body="looks right")
 
 
-def human_review(world: World, login: str, sha: str = HEAD) -> dict[str, Any]:
-    world.github.add_review(
-        REPO, world.pr, author=login, state=ReviewState.APPROVED, commit_sha=sha
-    )
+def human_review(
+    world: World, login: str, sha: str = HEAD, state: ReviewState = ReviewState.APPROVED
+) -> dict[str, Any]:
+    world.github.add_review(REPO, world.pr, author=login, state=state, commit_sha=sha)
     payload = {
         "action": "submitted",
         "review": {
             "id": 9,
-            "state": "approved",
+            "state": state.value.lower(),
             "commit_id": sha,
             "user": {"login": login, "id": 3, "type": "User"},
         },
@@ -379,8 +380,8 @@ def test_approve_binds_to_the_head_when_the_comment_was_written(world: World) ->
     world.pull_event("synchronize")  # NEW_HEAD observed, after the comment was written
     comment = world.comment("olivia", "/trunkline approve", written_at=written)
     reply = world.reply(comment) or ""
-    assert "Sorry @olivia, I cannot be sure that `2222222` was already the head" in reply
-    assert "`/trunkline approve 2222222`" in reply
+    assert f"Sorry @olivia, I cannot be sure that `{NEW_HEAD}` was already the head" in reply
+    assert f"`/trunkline approve {NEW_HEAD}`" in reply
     assert world.approvals.approvals(REPO, world.pr) == ()
     assert world.runs(NEW_HEAD)["trunkline/approval"].conclusion is CheckConclusion.FAILURE
 
@@ -406,12 +407,39 @@ def test_approve_of_an_unobserved_head_is_refused_then_counts_after_it_was_seen(
     ]
 
 
+def test_approve_by_a_short_prefix_needs_the_head_seen_before_the_comment(world: World) -> None:
+    """A 7-character prefix could name a look-alike commit pushed after the comment: it binds
+    only to a head the bot saw before the comment was written; the full SHA always binds."""
+    world.pull_event("opened")
+    world.github.push_to_pull(REPO, world.pr, NEW_HEAD)  # not seen by the bot yet
+    comment = world.comment("owen", f"/trunkline approve {NEW_HEAD[:7]}")
+    reply = world.reply(comment) or ""
+    assert "cannot be sure that head was there" in reply
+    assert f"`/trunkline approve {NEW_HEAD}`" in reply
+    assert world.approvals.approvals(REPO, world.pr) == ()
+    comment = world.comment("owen", f"/trunkline approve {NEW_HEAD}")
+    assert "it counts" in (world.reply(comment) or "")
+    assert [(a.user, a.sha) for a in world.approvals.approvals(REPO, world.pr)] == [
+        ("owen", NEW_HEAD)
+    ]
+
+
+def test_a_change_request_withdraws_the_reviewers_command_approval(world: World) -> None:
+    world.pull_event("opened")
+    comment = world.comment("olivia", "/trunkline approve")
+    assert "it counts" in (world.reply(comment) or "")
+    assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.SUCCESS
+    human_review(world, "olivia", state=ReviewState.CHANGES_REQUESTED)
+    assert world.approvals.approvals(REPO, world.pr) == ()
+    assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.FAILURE
+
+
 def test_approve_naming_another_sha_records_nothing(world: World) -> None:
     world.pull_event("opened")
     comment = world.comment("owen", "/trunkline approve 2222222")
     reply = world.reply(comment) or ""
     assert "`2222222` is not the head" in reply
-    assert f"`/trunkline approve {HEAD[:7]}`" in reply
+    assert f"`/trunkline approve {HEAD}`" in reply
     assert world.approvals.approvals(REPO, world.pr) == ()
     comment = world.comment("owen", "/trunkline approve zz")
     assert "takes nothing or a commit SHA" in (world.reply(comment) or "")
@@ -806,6 +834,9 @@ def test_latest_review_per_user_decides() -> None:
         review("d", ReviewState.DISMISSED),
     )
     assert latest_review_approvals(reviews) == {(HEAD, "a"), (NEW_HEAD, "c")}
+    assert [(r.author.login, r.state) for r in latest_change_requests(reviews)] == [
+        ("b", ReviewState.CHANGES_REQUESTED)
+    ]
 
 
 def test_change_of_pull_files() -> None:

@@ -12,7 +12,7 @@ from trunkline.queue import events as ev
 from trunkline.queue.effects import BuildIntegration
 from trunkline.queue.engine import initial_state, step
 from trunkline.queue.model import ALL_GATES, CheckConclusion, Priority, QueueConfig, QueueState
-from trunkline.queue.reconciler import PullReading, Readings, observations
+from trunkline.queue.reconciler import PullReading, Readings, observations, unevaluated
 
 NOW = datetime(2026, 5, 1, 9, tzinfo=UTC)
 BASE, HEAD, INTEGRATION = "a" * 40, "b" * 40, "c" * 40
@@ -152,3 +152,15 @@ def test_new_queue_settings_come_first_and_none_keeps_the_current() -> None:
     assert observations(state, same) == ()
     unknown = Readings(BASE, {7: PullReading(HEAD, True, False)}, {}, None)
     assert observations(state, unknown) == ()
+
+
+def test_entries_without_verdicts_on_their_head_are_named_for_a_gate_refresh() -> None:
+    state = state_under_test()
+    assert unevaluated(state) == ()
+    # a push the reconciler noticed voids the verdicts: the entry needs its gates again
+    (event,) = observations(state, readings(head="d" * 40))
+    state, _ = step(state, event, NOW)
+    assert unevaluated(state) == (7,)
+    reports = tuple(ev.GateReport(gate, gate is not ALL_GATES[0]) for gate in ALL_GATES)
+    state, _ = step(state, ev.GatesUpdated(7, "d" * 40, reports), NOW)
+    assert unevaluated(state) == ()  # a failed gate is a verdict, not a missing one
