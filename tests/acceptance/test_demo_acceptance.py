@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,17 +42,19 @@ KILL_SEED = 20261121
 
 
 def _processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention `text` (the demo's data directory)."""
+    """Live processes whose command line or environment mention `text` (the demo's data
+    directory: the forge has it in its arguments, the bot in TRUNKLINE_DATA_DIR)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             raw = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
         except OSError:
             continue
         line = raw.replace(b"\0", b" ").decode("utf-8", "replace")
-        if text in line:
+        if text in line or text.encode() in environ:
             found.append(f"{entry.name}: {line[:200]}")
     return found
 
@@ -159,6 +163,29 @@ def test_demo_budget_item_escalates_and_outsider_label_is_refused(
 
 def test_demo_leaves_no_process_behind(demo_run: dict[str, Any]) -> None:
     assert demo_run["_left_behind"] == []
+
+
+def test_demo_stopped_by_sigterm_leaves_no_process_behind(tmp_path: Path) -> None:
+    require_bwrap()
+    data = tmp_path / "data"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "trunkline", "demo", "--json", "--data", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # wait until the bot runs (it has the data directory in its environment)
+        while not any(" serve " in line for line in _processes_mentioning(str(data))):
+            assert demo.poll() is None, "the demo ended before its bot started"
+            assert time.monotonic() < deadline, "the bot never started"
+            time.sleep(0.2)
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert _processes_mentioning(str(data)) == []
 
 
 def _outcome(result: dict[str, Any]) -> dict[str, Any]:

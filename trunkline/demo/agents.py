@@ -214,7 +214,7 @@ def answer(body: dict[str, Any]) -> dict[str, Any]:
 class ScriptedMessagesServer:
     """`POST /v1/messages` answered by `answer`, on 127.0.0.1 in a background thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, api_key: str = API_KEY) -> None:
         self.calls = 0
         self.errors: list[str] = []
         outer = self
@@ -226,7 +226,7 @@ class ScriptedMessagesServer:
                 length = int(self.headers.get("content-length", "0"))
                 raw = self.rfile.read(length)
                 keys = {self.headers.get("x-api-key"), self.headers.get("authorization")}
-                if not keys & {API_KEY, f"Bearer {API_KEY}"}:
+                if not keys & {api_key, f"Bearer {api_key}"}:
                     self._reply(401, _error("authentication_error", "invalid API key"))
                     return
                 try:

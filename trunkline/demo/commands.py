@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ def register(commands: Any, bench: Any) -> None:
     demo.set_defaults(handler=_demo)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -73,6 +78,9 @@ def _demo(args: argparse.Namespace) -> int:
     )
     hook = BotKiller(kills=args.kill_bot, seed=args.seed) if args.kill_bot > 0 else None
     console = Console(stderr=args.json)
+    # `kill` and a closed terminal end the demo like Ctrl-C: its cleanup stops every process
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         if args.json:
             result = run_demo(options, hook=hook)

@@ -86,6 +86,11 @@ class DemoOptions:
     workers: int = 4
     timeout_seconds: float = 300.0
     timeline_issue: int = 5
+    # Secrets the bot is given (tests pass canaries and scan every log for them)
+    webhook_secret: str = WEBHOOK_SECRET
+    scripted_api_key: str = API_KEY  # the bot's Anthropic key, checked by the scripted agents
+    dashboard_token: str | None = None  # the bot's TRUNKLINE_DASHBOARD_TOKEN
+    log_level: str = "INFO"  # the bot's TRUNKLINE_LOG_LEVEL
 
 
 @dataclass
@@ -98,6 +103,7 @@ class DemoProgress:
     log: list[str]
     bot_starts: int
     finished: bool = False
+    dashboard_url: str = ""  # the bot's dashboard while the demo runs
 
 
 class DemoObserver(Protocol):
@@ -149,6 +155,11 @@ class DemoControl:
     @property
     def kills(self) -> int:
         return self._run.kills
+
+    @property
+    def dashboard_url(self) -> str:
+        """The running bot's dashboard overview (`trunkline serve` mounts it at /dashboard)."""
+        return self._run.dashboard_url
 
     @property
     def transitions(self) -> int:
@@ -279,6 +290,7 @@ class _Run:
     kills: int = 0
     redelivered: set[str] = field(default_factory=set)  # delivery guids sent again
     before_bot: set[str] = field(default_factory=set)  # failed before the bot first started
+    dashboard_url: str = ""
     bot: ManagedProcess = field(init=False)
     reader: Engine = field(init=False)
 
@@ -314,7 +326,7 @@ def _run(
     bot_port, forge_port = free_port(), free_port()
     forge_url = f"http://127.0.0.1:{forge_port}"
     spec_path = data / "seed.yaml"
-    spec = seed_spec(str(project), f"http://127.0.0.1:{bot_port}/webhooks", WEBHOOK_SECRET)
+    spec = seed_spec(str(project), f"http://127.0.0.1:{bot_port}/webhooks", options.webhook_secret)
     spec_path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     forge_data = data / "forge"
     forge = group.add(
@@ -335,9 +347,9 @@ def _run(
 
     agent_env: dict[str, str] = {"TRUNKLINE_AGENT_PROVIDER": "anthropic"}
     if options.provider == "scripted":
-        agents = stack.enter_context(ScriptedMessagesServer())
+        agents = stack.enter_context(ScriptedMessagesServer(options.scripted_api_key))
         agent_env |= {
-            "TRUNKLINE_ANTHROPIC_API_KEY": API_KEY,
+            "TRUNKLINE_ANTHROPIC_API_KEY": options.scripted_api_key,
             "TRUNKLINE_ANTHROPIC_BASE_URL": agents.url,
             "TRUNKLINE_AGENT_MODEL": MODEL,
             "TRUNKLINE_AGENT_MAX_RETRIES": "2",
@@ -351,7 +363,7 @@ def _run(
         {
             "TRUNKLINE_DATA_DIR": str(bot_data),
             "TRUNKLINE_DATABASE_URL": database_url,
-            "TRUNKLINE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "TRUNKLINE_WEBHOOK_SECRET": options.webhook_secret,
             "TRUNKLINE_GITHUB_APP_ID": str(seeded["app_id"]),
             "TRUNKLINE_GITHUB_PRIVATE_KEY_PATH": str(seeded["private_key_path"]),
             "TRUNKLINE_GITHUB_API_URL": f"{forge_url}/api/v3",
@@ -364,9 +376,12 @@ def _run(
             "TRUNKLINE_WORKER_POLL_SECONDS": "0.2",
             "TRUNKLINE_WORKER_THREADS": str(options.workers),
             "TRUNKLINE_LOG_FORMAT": "json",
+            "TRUNKLINE_LOG_LEVEL": options.log_level,
             **agent_env,
         }
     )
+    if options.dashboard_token:
+        bot_env["TRUNKLINE_DASHBOARD_TOKEN"] = options.dashboard_token
     engine = make_engine(database_url)
     stack.callback(engine.dispose)
     upgrade(engine)
@@ -382,6 +397,7 @@ def _run(
         )
     )
     run.bot.start()
+    run.dashboard_url = f"http://127.0.0.1:{bot_port}/dashboard/"
     run.before_bot = {
         str(s["guid"]) for s in client.admin("GET", "deliveries") if s.get("status") == "failed"
     }
@@ -488,6 +504,7 @@ def _progress(
         log=[*run.log, *people.log],
         bot_starts=run.bot.starts,
         finished=finished,
+        dashboard_url=run.dashboard_url,
     )
 
 

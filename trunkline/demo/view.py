@@ -60,6 +60,8 @@ def progress_table(progress: DemoProgress) -> Group:
         table.add_row(*_item_row(number, progress.items.get(number)))
     locks = ", ".join(f"{subsystem}: {holder}" for subsystem, holder in progress.locks) or "none"
     lines = [Text(f"locks held: {locks}")]
+    if progress.dashboard_url and not progress.finished:
+        lines.append(Text(f"dashboard (while the demo runs): {progress.dashboard_url}"))
     if progress.bot_starts > 1:
         lines.append(Text(f"bot restarts: {progress.bot_starts - 1}", style="yellow"))
     lines += [Text(line, style="dim") for line in progress.log[-6:]]

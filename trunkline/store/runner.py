@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from trunkline.errors import TerminalError
 from trunkline.store.backoff import BackoffPolicy, decide_failure
 from trunkline.store.jobs import ClaimedJob, JobStore
+from trunkline.telemetry.json_logs import bind_context
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,16 @@ class HandlerRegistry:
         if handler is None:
             raise UnknownJobKindError(f"no handler registered for job kind {job.kind!r}")
         handler(job)
+
+
+def job_log_context(payload: dict[str, object]) -> dict[str, object]:
+    """The log context a job's payload names: repo, issue, pr, delivery (scalars only)."""
+    names = {"repo": "repo", "issue": "issue", "pr": "pr", "delivery_id": "delivery"}
+    return {
+        name: payload[key]
+        for key, name in names.items()
+        if isinstance(payload.get(key), str | int) and not isinstance(payload.get(key), bool)
+    }
 
 
 def new_worker_id(prefix: str = "worker") -> str:
@@ -149,7 +160,17 @@ class WorkerPool:
         return True
 
     def _execute(self, job: ClaimedJob) -> None:
-        context = {"job_id": job.id, "job_kind": job.kind, "attempt": job.attempts}
+        # every record logged while the job runs carries the job and what it is about
+        with bind_context(job=job.id, **job_log_context(job.payload)):
+            self._execute_bound(job)
+
+    def _execute_bound(self, job: ClaimedJob) -> None:
+        context = {
+            "job_id": job.id,
+            "job_kind": job.kind,
+            "job_key": job.key,
+            "attempt": job.attempts,
+        }
         try:
             self.registry.run(job)
         except Exception as error:
@@ -199,7 +220,10 @@ class WorkerPool:
             for job in running:
                 try:
                     if not self.store.heartbeat(job):
-                        log.warning("job lease lost", extra={"job_id": job.id})
+                        log.warning(
+                            "job lease lost",
+                            extra={"job_id": job.id, "job_kind": job.kind, "job_key": job.key},
+                        )
                 except Exception:
                     log.exception("heartbeat failed", extra={"job_id": job.id})
 

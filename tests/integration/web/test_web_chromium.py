@@ -9,14 +9,13 @@ screenshots into test-artifacts/ (kept by CI). Never downloads a browser.
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prerequisites import REPO_ROOT, need
+from chromium_browser import WAIT_MS, expect, launched_chromium, screenshot
 
 from trunkline.clock import SystemClock
 from trunkline.settings import load_settings
@@ -30,45 +29,11 @@ from trunkline.web.testing import (
     serve_in_thread,
 )
 
-ARTIFACTS: Path = REPO_ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-WAIT_MS = 30_000
-
-
-def require_chromium() -> str:
-    """The system Chromium's path; skips locally (fails with CI set) when it or Playwright
-    is missing."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    need(path is not None, "the system Chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        need(False, "the playwright Python package")
-    assert path is not None
-    return path
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -83,21 +48,6 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
             yield url, engine, seeded
     finally:
         engine.dispose()
-
-
-def _screenshot(page: Any, name: str) -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def expect(locator: Any) -> Any:
-    """Playwright's auto-waiting assertions (they poll without evaluating strings, which the
-    dashboard's Content-Security-Policy forbids)."""
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
 
 
 def test_overview_item_and_live_timeline_entry(browser: Any, served: tuple[str, Any, Any]) -> None:
@@ -142,7 +92,7 @@ def test_overview_item_and_live_timeline_entry(browser: Any, served: tuple[str, 
         )
         page.locator("#items a.item-link", has_text="#5").wait_for(timeout=WAIT_MS)
         assert "Live arrival" in page.locator("#items").inner_text()
-        _screenshot(page, "dashboard-overview.png")
+        screenshot(page, "dashboard-overview.png")
 
         page.locator("a.item-link", has_text="#12").first.click()
         page.wait_for_url("**/items/acme/api/12", timeout=WAIT_MS)
@@ -178,7 +128,7 @@ def test_overview_item_and_live_timeline_entry(browser: Any, served: tuple[str, 
         # The summary, plan and review are refreshed too; the timeline keeps its live entries.
         expect(page.locator("#summary")).to_contain_text("$0.1486", timeout=WAIT_MS)
         assert page.locator("#timeline > li").count() == before + 2
-        shot = _screenshot(page, "dashboard-work-item.png")
+        shot = screenshot(page, "dashboard-work-item.png")
         assert shot.stat().st_size > 10_000
         assert dialogs == []
         assert errors == []
@@ -215,6 +165,6 @@ def test_landmarks_labels_and_keyboard(browser: Any, served: tuple[str, Any, Any
         # Readable on a phone: nothing wider than the viewport.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390
-        _screenshot(page, "dashboard-work-item-phone.png")
+        screenshot(page, "dashboard-work-item-phone.png")
     finally:
         page.close()
