@@ -290,6 +290,12 @@ class Queue(_Section):
     merge_isolated: Flag = Field(
         False, description="Fast-forward a passed isolation build on the base (empty stack)."
     )
+    parallel_bisection: Flag = Field(
+        False, description="Test a failed build's prefixes and a rerun at once (not with pretest)."
+    )
+    bisection_holds_stack: Flag = Field(
+        True, description="With parallel_bisection: stack nothing new until a round settles."
+    )
     check_timeout: Duration = _duration_field("60m", "Longest wait for required checks to finish.")
     check_start_timeout: Duration = _duration_field(
         "10m", "Longest wait for a required check to start."

@@ -79,6 +79,14 @@ STRATEGY_KEYS = (
     "bad_merged",
     "good_ejected",
 )
+DRAIN_KEYS = (
+    "good_merged_share",
+    "good_merged_share_after_drain",
+    "mean_minutes_to_merge_after_drain",
+    "p95_minutes_to_merge_after_drain",
+)
+"""Beyond issue 7's keys: the share of good arrivals merged in the window and once the queue
+drained (no more arrivals), and the times to merge over every merge of the drained run."""
 
 
 def json_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +94,7 @@ def json_report(report: dict[str, Any]) -> dict[str, Any]:
     the window and after the drain)."""
     strategies = {}
     for name, summary in report["strategies"].items():
-        shaped = {key: summary[key] for key in STRATEGY_KEYS}
+        shaped = {key: summary[key] for key in (*STRATEGY_KEYS, *DRAIN_KEYS)}
         if "config" in summary:
             shaped["config"] = summary["config"]
         strategies[name] = shaped
@@ -108,7 +116,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{params['flake_rate']}, {params['hours']} h, seeds {params['seeds']}",
         f"{'strategy':<12}{'merged':>8}{'/h':>7}{'mean min':>10}{'p95 min':>9}"
         f"{'runs/merge':>11}{'bad merged':>11}{'good ejected':>13}{'good merged %':>14}"
-        f"{'after drain %':>14}",
+        f"{'after drain %':>14}{'drained mean':>13}",
     ]
     for name, s in report["strategies"].items():
         lines.append(
@@ -117,8 +125,12 @@ def format_report(report: dict[str, Any]) -> str:
             f"{s['ci_runs_per_merge']:>11.2f}{s['bad_merged']:>11.1f}{s['good_ejected']:>13.1f}"
             f"{100 * s['good_merged_share']:>14.1f}"
             f"{100 * s['good_merged_share_after_drain']:>14.1f}"
+            f"{s['mean_minutes_to_merge_after_drain']:>13.1f}"
         )
     lines.append(f"trunkline config: {report['strategies']['trunkline']['config']}")
+    for point in report["strategies"]["trunkline"].get("grid", ()):
+        chosen = {k: v for k, v in point["config"].items() if v}
+        lines.append(f"  grid {point['merged_per_hour']:6.2f}/h  {chosen}")
     lines.append(
         f"upper bound for one PR per run: {report['upper_bound_per_hour']:.1f}/h; "
         f"wall {report['wall_seconds']:.1f} s (slowest simulation "

@@ -50,6 +50,7 @@ from trunkline.queue import events as ev
 from trunkline.queue.effects import Comment, Effect, RequestChecks, integration_branch
 from trunkline.queue.explain import short
 from trunkline.queue.model import (
+    INFRASTRUCTURE_CONCLUSIONS,
     Build,
     BuildState,
     CheckConclusion,
@@ -305,6 +306,11 @@ class _Step(Scheduler):
             f"Check {event.name} on integration commit {short(event.sha)} (base "
             f"{short(build.base_sha)}) concluded {event.conclusion} on attempt {build.attempt}."
         )
+        if self.state.config.parallel_bisection:
+            infrastructure = event.conclusion in INFRASTRUCTURE_CONCLUSIONS
+            if not (infrastructure and self.retried(build, event.conclusion)):
+                self.probe_failed(build, reason, detail)
+            return
         if build.base_sha != self.state.base_sha:
             # Speculative: a build ahead may be the cause. Judged (and maybe retried) when
             # every build ahead has passed; builds stacked on it are rebuilt without it.

@@ -38,7 +38,10 @@ class FailureRules(StepTransaction):
         is set aside and judged once every build ahead has passed (`advance`); if a build ahead
         fails first, this one is void and rebuilt without it.
         """
-        if build.base_sha == self.state.base_sha:
+        if build.probe_of is not None or build.probed:
+            # Part of a probe round (`parallel_bisection`): a verdict the round settles.
+            self.put_build(replace(build, failure=reason, failure_detail=detail))
+        elif build.base_sha == self.state.base_sha:
             self.build_failed(build, reason, detail)
         else:
             self.put_build(replace(build, failure=reason, failure_detail=detail))
@@ -170,10 +173,11 @@ class FailureRules(StepTransaction):
         passed (or it is on the queue's base), so no PR ahead of it can be the cause."""
         config = self.state.config
         for build in self.state.builds:
-            if build.failure is not None and build.bisecting:
+            in_round = build.probed or build.probe_of is not None
+            if build.failure is not None and build.bisecting and not in_round:
                 return build  # on a base that passed: nothing else is in its tree
         for build in self.state.builds:
-            if build.failure is not None:
+            if build.failure is not None and not build.probed and build.probe_of is None:
                 return build
             if build.transparent:
                 continue  # builds behind do not contain it

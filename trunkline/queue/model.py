@@ -124,6 +124,13 @@ class QueueConfig:
     `batch_size`) is the largest stacked batch of cleared PRs (they rarely fail, so larger
     batches cost little); `merge_isolated` fast-forwards a passed isolation build made on the
     current base when the stack is empty, instead of testing its PRs again in the stack.
+
+    `parallel_bisection` (not with `pretest`): a failed build of n PRs starts one *probe
+    round* at once, on the base the failed build had: its n-1 proper prefixes (isolation
+    builds) and a rerun of the whole build (the flake check). The rerun passing merges the
+    build; otherwise the longest passing prefix is an exact tested SHA that merges, the PR
+    after it (in two failed trees: the original and the next longer candidate) is ejected, and
+    the PRs after that rejoin the queue at its front. Nothing new is stacked during a round.
     """
 
     base: str = "main"
@@ -142,6 +149,8 @@ class QueueConfig:
     speculation_floor: float = 0.0
     cleared_batch_size: int = 0  # 0: batch_size
     merge_isolated: bool = False
+    parallel_bisection: bool = False
+    bisection_holds_stack: bool = True
 
     def app_for(self, check: str) -> str | None:
         """The App slug `check` is pinned to, or None when any App (but trunkline) counts."""
@@ -182,6 +191,8 @@ class QueueConfig:
             raise QueueConfigError("queue.speculation_floor must be between 0 and 1")
         if self.cleared_batch_size < 0:
             raise QueueConfigError("queue.cleared_batch_size must be >= 0 (0: batch_size)")
+        if self.parallel_bisection and self.pretest:
+            raise QueueConfigError("queue.parallel_bisection cannot be combined with pretest")
         if self.batch_wait < timedelta(0):
             raise QueueConfigError("queue.batch_wait must not be negative")
 
@@ -264,6 +275,12 @@ class Build:
     # Its checks failed and are being rerun (a flake retry): builds behind are stacked as if
     # it had failed, since a failure is usually real; it still merges if the rerun passes.
     suspect: bool = False
+    # `parallel_bisection`: a prefix of the failed build `probe_of` (an isolation build on that
+    # build's base), or (`probed`) the failed build itself, rerun while its probes run.
+    # `first_failure` is the failure that started the round (the culprit's ejection reason).
+    probe_of: str | None = None
+    probed: bool = False
+    first_failure: str = ""
 
     @property
     def transparent(self) -> bool:

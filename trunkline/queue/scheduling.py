@@ -22,12 +22,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from trunkline.queue.effects import BuildIntegration, FastForwardBase, integration_branch
-from trunkline.queue.failures import FailureRules
 from trunkline.queue.model import Build, BuildState, Entry
+from trunkline.queue.probes import ProbeRules
 from trunkline.queue.transaction import active_builds, all_passed
 
 
-class Scheduler(FailureRules):
+class Scheduler(ProbeRules):
     def advance(self) -> None:
         """Judge failed builds whose builds ahead all passed, fast-forward the front build when
         it passed, then start builds while a slot is free, each stacked on the nearest build
@@ -40,6 +40,7 @@ class Scheduler(FailureRules):
         for build in self.state.builds:
             if (
                 build.bisecting
+                and build.probe_of is None
                 and build.state is BuildState.TESTING
                 and build.failure is None
                 and all_passed(config, build)
@@ -52,6 +53,7 @@ class Scheduler(FailureRules):
                 self.state = replace(self.state, cleared=self.state.cleared | passed)
         if self.state.pairs:
             self.resolve_pairs()
+        self.resolve_probes()
         front = self.front()
         if (
             front is not None
@@ -144,6 +146,8 @@ class Scheduler(FailureRules):
         builds = self.state.builds
         if not builds:
             return self.state.base_sha
+        if self.probing():
+            return None  # a probe round decides what the next build stacks on
         if builds[0].base_sha != self.state.base_sha:
             return None
         live = [b for b in builds if not b.transparent]

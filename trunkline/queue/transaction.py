@@ -132,15 +132,25 @@ class StepTransaction:
         current = self.state.build(build.build_id)
         if current is None:
             return
+        if current.probe_of is not None:  # a probe voided: its whole round is void
+            parent = self.state.build(current.probe_of)
+            if parent is not None:
+                current = parent
         doomed = [current]
         shas = {current.integration_sha} - {None}
+        rounds = {current.build_id} if current.probed else set()
         for other in self.state.builds:
-            if other.build_id != current.build_id and other.base_sha in shas:
+            if other.build_id == current.build_id:
+                continue
+            if other.base_sha in shas or other.probe_of in rounds:
                 doomed.append(other)
                 if other.integration_sha is not None:
                     shas.add(other.integration_sha)
+                if other.probed:
+                    rounds.add(other.build_id)
         for index, void in enumerate(doomed):
-            if void.bisecting and (restore or index > 0):
+            in_round = void.probed or void.probe_of is not None  # its PRs are simply free
+            if void.bisecting and not in_round and (restore or index > 0):
                 self.restored.append(void.prs)
             self.retire_build(void)
 
@@ -269,8 +279,13 @@ class StepTransaction:
 
 
 def active_builds(state: QueueState) -> int:
-    """Builds that hold a slot: every build except failed ones waiting to be judged."""
-    return sum(1 for build in state.builds if build.failure is None)
+    """Builds that hold a slot: every build except failed ones waiting to be judged and the
+    builds of a probe round (bounded by the failed build's size instead)."""
+    return sum(
+        1
+        for build in state.builds
+        if build.failure is None and build.probe_of is None and not build.probed
+    )
 
 
 def with_check(build: Build, result: CheckResult) -> Build:

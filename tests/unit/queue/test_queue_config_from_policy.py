@@ -96,3 +96,22 @@ def test_configs_the_engine_cannot_run_are_clear_errors(
 def test_default_priority(value: str, expected: Priority) -> None:
     assert default_priority(policy({"default_priority": value})) is expected
     assert default_priority(Policy()) is Priority.NORMAL
+
+
+def test_parallel_bisection_keys_are_mapped_and_refused_with_pretest() -> None:
+    config = queue_config_of(
+        policy(
+            {
+                "required_checks": ["ci"],
+                "parallel_bisection": True,
+                "bisection_holds_stack": False,
+            }
+        )
+    )
+    assert config.parallel_bisection is True
+    assert config.bisection_holds_stack is False
+    assert queue_config_of(policy({"required_checks": ["ci"]})).parallel_bisection is False
+    with pytest.raises(QueueConfigError, match="parallel_bisection"):
+        queue_config_of(
+            policy({"required_checks": ["ci"], "parallel_bisection": True, "pretest": True})
+        )

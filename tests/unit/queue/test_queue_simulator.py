@@ -26,6 +26,10 @@ STRATEGIES = {
     "batched": strategy_config(batch_size=4, parallel_checks=3, flake_retries=1),
     "waiting": strategy_config(batch_size=3, parallel_checks=2, batch_wait_minutes=10),
     "pretest": strategy_config(batch_size=4, parallel_checks=3, pretest=True),
+    "probes": strategy_config(batch_size=3, parallel_checks=2, parallel_bisection=True),
+    "probes aside": strategy_config(
+        batch_size=3, parallel_checks=3, parallel_bisection=True, bisection_holds_stack=False
+    ),
 }
 
 
@@ -113,8 +117,19 @@ def test_queue_benchmark_reports_every_strategy_in_one_object() -> None:
     assert "trunkline config:" in format_report(report)
     shaped = json_report(report)
     assert set(shaped) == {"strategies", "upper_bound_per_hour", "wall_seconds", "params"}
-    assert set(shaped["strategies"]["serial"]) == keys
-    assert set(shaped["strategies"]["trunkline"]) == keys | {"config"}
+    drained = {
+        "good_merged_share",
+        "good_merged_share_after_drain",
+        "mean_minutes_to_merge_after_drain",
+        "p95_minutes_to_merge_after_drain",
+    }
+    assert set(shaped["strategies"]["serial"]) == keys | drained
+    assert set(shaped["strategies"]["trunkline"]) == keys | drained | {"config"}
+    for summary in shaped["strategies"].values():
+        assert summary["good_merged_share"] <= summary["good_merged_share_after_drain"]
+        assert summary["mean_minutes_to_merge"] <= summary["p95_minutes_to_merge"] or (
+            summary["merged"] == 0
+        )
 
 
 def test_queue_bench_command_is_registered_with_its_options() -> None:

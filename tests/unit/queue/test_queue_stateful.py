@@ -10,10 +10,11 @@ every entry must have ended merged, ejected or dequeued with a reason (liveness)
 
 Each run draws its throughput strategy (batch_size 1..4, parallel_checks 1..3, a batch wait
 or none, flake retries, pretest with a speculation floor, a cleared batch size and direct
-fast-forwards of isolation builds), so batches, bisection and speculative builds are
-exercised with the same invariants, plus: at most parallel_checks active builds, builds
-form one stack on the base, a bad PR is never merged, and a merged SHA contains exactly the
-PRs of the passed builds.
+fast-forwards of isolation builds, or parallel bisection holding the stack or not), so
+batches, bisection and speculative builds are exercised with the same invariants, plus: at
+most parallel_checks active builds (a probe round is bounded by its failed build), builds form
+one stack on the base, a probe is a prefix of its failed build on that build's base, a bad PR
+is never merged, and a merged SHA contains exactly the PRs of the passed builds.
 """
 
 from __future__ import annotations
@@ -223,10 +224,22 @@ class QueueMachine(RuleBasedStateMachine):
         keys = [e.order_key for e in s.entries]
         assert keys == sorted(keys)
         assert len({e.pr for e in s.entries}) == len(s.entries)
-        active = [b for b in s.builds if b.failure is None]
+        active = [b for b in s.builds if b.failure is None and not b.probe_of and not b.probed]
         assert len(active) <= s.config.parallel_checks
-        in_builds = [pr for build in s.builds for pr in build.prs]
+        # A probe round (parallel bisection) retests prefixes of its failed build: a PR may be
+        # in that build and its probes, and nowhere else.
+        in_builds = [pr for build in s.builds if build.probe_of is None for pr in build.prs]
         assert len(in_builds) == len(set(in_builds)), "a PR in two builds"
+        for probe in s.builds:
+            if probe.probe_of is not None:
+                parent = s.build(probe.probe_of)
+                assert parent is not None, "a probe without its round"
+                assert parent.probed
+                assert probe.bisecting
+                assert probe.base_sha == parent.base_sha
+                assert parent.prs[: len(probe.prs)] == probe.prs
+                assert parent.head_shas[: len(probe.prs)] == probe.head_shas
+                assert len(probe.prs) < len(parent.prs)
         for build in s.builds:
             for pr in build.prs:
                 assert s.entry(pr) is not None
@@ -238,9 +251,14 @@ class QueueMachine(RuleBasedStateMachine):
         the queue had) on the integration commit of the nearest build ahead that has not
         failed; only a passed front build (its fast-forward in flight) may be on an old base."""
         expected: str | None = s.base_sha
+        live = {b.integration_sha for b in s.builds if not b.transparent} - {None}
         for index, build in enumerate(s.builds):
             if build.bisecting:
-                assert build.base_sha in (s.base_sha, *s.base_history)
+                # Isolation builds are on a base the queue had; a probe round of a stacked
+                # build may be on the integration commit of a live build ahead.
+                assert build.base_sha in (s.base_sha, *s.base_history) or (
+                    (build.probed or build.probe_of is not None) and build.base_sha in live
+                )
                 continue
             if build.base_sha == expected:
                 if not build.transparent:
@@ -262,6 +280,7 @@ class QueueMachine(RuleBasedStateMachine):
         floor=st.sampled_from((0.0, 0.0, 0.5, 0.85)),
         cleared=st.sampled_from((0, 5)),
         merge_isolated=st.booleans(),
+        probes=st.sampled_from(("off", "off", "hold", "aside")),
     )
     def start(
         self,
@@ -274,7 +293,9 @@ class QueueMachine(RuleBasedStateMachine):
         floor: float,
         cleared: int,
         merge_isolated: bool,
+        probes: str,
     ) -> None:
+        parallel_bisection = probes != "off"
         config = QueueConfig(
             base="main",
             required_checks=REQUIRED,
@@ -285,10 +306,12 @@ class QueueMachine(RuleBasedStateMachine):
             batch_size=batch,
             parallel_checks=parallel,
             batch_wait=timedelta(minutes=wait),
-            pretest=pretest,
+            pretest=pretest and not parallel_bisection,
             speculation_floor=floor,
             cleared_batch_size=cleared,
             merge_isolated=merge_isolated,
+            parallel_bisection=parallel_bisection,
+            bisection_holds_stack=probes == "hold",
         )
         self.state = initial_state("acme/app", config, "B0")
 
