@@ -11,9 +11,9 @@ and the store (the saved plan, the takeover flag, the agent timeline).
 - `RunPlanReview` -> `PlanReviewed` (`effective_verdict`: nits never block).
 - `RunExecutor`: executor run with the allowlisted commands in the sandbox, writes confined
   to the plan's paths; the work is committed (changes outside the plan undone first)
-  -> `ExecutionDone` completed, or escalated (`no_changes`, the run's failure reason) with
-  the work in progress pushed. A run stopped by `/trunkline takeover` pushes its work and
-  reports `TakeoverRequested` (by the flag's login). The run works under the item's
+  and pushed -> `ExecutionDone` completed, or escalated (`no_changes`, the run's failure
+  reason) with the work in progress pushed. A run stopped by `/trunkline takeover` pushes
+  its work and reports `TakeoverRequested` (by the flag's login). The run works under the item's
   leases: their epochs are read when the job starts (`item_leases.fence_for`; none held ->
   `StaleLease`, the item escalates `lease_lost`), a heartbeat renews them every
   `lock_ttl / 3` and stops the agent at its next turn when they are lost, and every write
@@ -35,6 +35,14 @@ and the store (the saved plan, the takeover flag, the agent timeline).
 - the `agents_resume` job (from `/trunkline resume`): feeds `Resumed(by)`; the executor then
   continues from the pushed branch (the worktree is re-created from it).
 
+One model run per command: every role command claims its run in `role_runs.RoleRunLedger`
+first (keyed by the command key): a recorded outcome is reused without calling the model, a
+live claim of another delivery is waited for, an expired one taken over. The executor pushes
+its commit before it answers (fenced, a compare-and-swap) and records the SHA
+(`data["pipeline_head"]`); later jobs build or refresh the worktree on their own replica from
+the pushed branch (the self-check and the push at the recorded SHA, the reviewer at its SHA),
+so replicas need no shared disk.
+
 Each run's `should_stop` is true when a human took the item over or when the item no longer
 waits for the command (cancelled, exited, superseded): the agent stops at its next turn
 boundary. Spend: each run starts from the item's spend so far (tokens and USD, so the
@@ -45,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -95,12 +104,21 @@ from trunkline.pipeline.branch_push import observed_branch_sha, push_expecting
 from trunkline.pipeline.item_leases import ItemFence, LeaseHeartbeat, check, fence_for
 from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
 from trunkline.pipeline.performers import GitHubFor, PolicyFor
+from trunkline.pipeline.role_runs import (
+    Busy,
+    ClaimKeeper,
+    Recorded,
+    RoleOutcome,
+    RoleRunLedger,
+    RunClaim,
+)
 from trunkline.pipeline.runner import (
     CommandContext,
     EscalatingStepError,
     Performed,
     PipelineService,
 )
+from trunkline.pipeline.serialization import decode_event, encode_event
 from trunkline.policies.evaluation import Change, evaluate
 from trunkline.policies.model import Policy
 from trunkline.store.jobs import ClaimedJob
@@ -113,6 +131,7 @@ log = logging.getLogger(__name__)
 
 RESUME_JOB = "agents_resume"
 PR_KEY = "pipeline_pr"
+HEAD_KEY = "pipeline_head"
 _FEEDBACK_LIMIT = 2000
 
 
@@ -163,6 +182,30 @@ def merge_base(worktree: Path, base_sha: str) -> str:
     return run_git(worktree, "merge-base", "HEAD", base_sha).text
 
 
+def has_commit(worktree: Path, sha: str) -> bool:
+    """True when the repository behind `worktree` has commit `sha`."""
+    return run_git(worktree, "cat-file", "-e", f"{sha}^{{commit}}", check=False).status == 0
+
+
+def move_worktree(worktree: Path, sha: str) -> None:
+    """Point the worktree's branch and files at `sha` (fetched: it is in the mirror)."""
+    if not has_commit(worktree, sha):
+        raise TerminalError(f"commit {sha[:12]} is not in the repository (was the branch reset?)")
+    run_git(worktree, "reset", "--quiet", "--hard", sha)
+    run_git(worktree, "clean", "-q", "-fd")
+
+
+def _replayed(outcome: RoleOutcome) -> Performed:
+    """A recorded outcome as the performer's result: its event, or its failure again."""
+    if outcome.failed:
+        raise EscalatingStepError(
+            outcome.code or "step_failed",
+            outcome.message,
+            Spend(tokens=outcome.tokens, usd=outcome.usd),
+        )
+    return Performed(None if outcome.event is None else decode_event(outcome.event))
+
+
 @dataclass
 class AgentPerformers:
     engine: Engine
@@ -184,6 +227,12 @@ class AgentPerformers:
     model: str | None = None  # overrides the policy's models (e.g. the operator's setting)
     max_tokens: int = 8192
     result_cap: int = 4000
+    run_claim_ttl: timedelta = timedelta(seconds=30)  # a role run's claim, renewed every third
+    ledger: RoleRunLedger | None = None
+
+    def __post_init__(self) -> None:
+        if self.ledger is None:
+            self.ledger = RoleRunLedger(self.engine, self.clock, self.run_claim_ttl)
 
     def register(self, service: PipelineService) -> None:
         service.register(cmd.RunPlanner, self.run_planner)
@@ -192,6 +241,70 @@ class AgentPerformers:
         service.register(cmd.RunSelfCheck, self.run_self_check)
         service.register(cmd.PushAndOpenPr, self.push_and_open_pr)
         service.register(cmd.RunReviewer, self.run_reviewer)
+
+    # -- one model run per command -------------------------------------------------------
+
+    @property
+    def _ledger(self) -> RoleRunLedger:
+        assert self.ledger is not None  # set in __post_init__
+        return self.ledger
+
+    def _once(
+        self,
+        command: Any,
+        context: CommandContext,
+        perform: Callable[[RunClaim], Performed],
+        replay: Callable[[RoleOutcome], Performed | None] | None = None,
+    ) -> Performed:
+        """Run `perform` only if no delivery of `command` ran (or runs) the model: a
+        recorded outcome is reused (`replay`; None from it: the work is gone, run again),
+        a live claim of another delivery is waited for, an expired one is taken over."""
+        ref = self._ref(context)
+        token = uuid.uuid4().hex
+        while True:
+            claim = self._ledger.claim(ref, command.key, token)
+            if isinstance(claim, Recorded):
+                log.warning(
+                    "role run already completed; its outcome is reused",
+                    extra={"item": context.item.key, "command": command.key},
+                )
+                reused = (replay or _replayed)(claim.outcome)
+                if reused is not None:
+                    return reused
+                self._ledger.forget(ref, command.key)
+                continue
+            if not isinstance(claim, Busy):
+                break
+            if not self.service.still_awaits(context.repo, context.issue, command.key):
+                return Performed()  # cancelled or answered meanwhile: nothing to do
+            log.info(
+                "role run in progress elsewhere; waiting",
+                extra={"item": context.item.key, "command": command.key},
+            )
+            self.clock.sleep(min(self._ledger.ttl.total_seconds() / 6, 1.0))
+        run = RunClaim(self._ledger, ref, command.key, token)
+        try:
+            with ClaimKeeper(self._ledger, ref, command.key, token):
+                performed = perform(run)
+        except EscalatingStepError as error:
+            failure = RoleOutcome(
+                code=error.code, message=str(error), tokens=error.spend.tokens, usd=error.spend.usd
+            )
+            if run.record(failure):
+                raise
+            return Performed()  # another delivery holds the claim now: it reports
+        except BaseException:
+            if not run.recorded:
+                self._ledger.release(ref, command.key, token)
+            raise
+        event = None if performed.event is None else encode_event(performed.event)
+        if not run.record(RoleOutcome(event=event)):
+            log.warning(
+                "role run's claim was taken over; its result is not reported",
+                extra={"item": context.item.key, "command": command.key},
+            )
+            return Performed()
+        return performed
 
     # -- shared pieces -------------------------------------------------------------------
 
@@ -205,18 +318,51 @@ class AgentPerformers:
         issue = self._github(context).get_issue(context.repo, context.issue)
         return AgentItem(key=context.item.key, title=issue.title, body=issue.body or "")
 
-    def _worktree(self, context: CommandContext, *, fresh: bool = False) -> Worktree:
+    def _worktree(
+        self,
+        context: CommandContext,
+        *,
+        fresh: bool = False,
+        at: str | None = None,
+        sync: bool = True,
+    ) -> Worktree:
+        """The item's worktree on this replica, fetched. With `sync`, its HEAD is moved to
+        `at`, or else to the pushed branch when there is one: the pushed branch is the
+        truth any replica sees, so a job works on the commits an earlier job made wherever
+        it ran (a worktree this replica made earlier may be behind it)."""
         policy = self.policy_for(context.repo)
         spec = self.spec_for(context.repo)
         title = self._github(context).get_issue(context.repo, context.issue).title
         token = self.token_for(context.installation_id)
         if fresh:
-            return checkout_for_resume(
+            worktree = checkout_for_resume(
                 self.workspace, spec, self._ref(context), slugify(title), policy.queue.base, token
             )
-        return self.workspace.create_worktree(
-            spec, context.issue, slugify(title), policy.queue.base, token
-        )
+        else:
+            worktree = self.workspace.create_worktree(
+                spec, context.issue, slugify(title), policy.queue.base, token
+            )
+        if sync:
+            target = at or observed_branch_sha(self.workspace, spec, worktree.branch)
+            if target is not None and head_sha(worktree.path) != target:
+                move_worktree(worktree.path, target)
+        return worktree
+
+    def _recorded_head(self, context: CommandContext) -> str | None:
+        """The commit the executor pushed for the item's current run (None: none yet)."""
+        recorded = read_data(self.engine, self._ref(context)).get(HEAD_KEY) or {}
+        if recorded.get("run") != context.item.run:
+            return None
+        sha = recorded.get("sha")
+        return str(sha) if sha else None
+
+    def _remember_head(self, context: CommandContext, sha: str) -> None:
+        run = context.item.run
+
+        def remember(data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, HEAD_KEY: {"run": run, "sha": sha}}
+
+        change_data(self.engine, self._ref(context), remember)
 
     def _context(
         self,
@@ -281,6 +427,9 @@ class AgentPerformers:
     # -- roles ---------------------------------------------------------------------------
 
     def run_planner(self, command: cmd.RunPlanner, context: CommandContext) -> Performed:
+        return self._once(command, context, lambda run: self._plan_once(command, context))
+
+    def _plan_once(self, command: cmd.RunPlanner, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
         worktree = self._worktree(context)
         run = self._context(context, command.key, policy.agents.planner.model)
@@ -307,6 +456,9 @@ class AgentPerformers:
         )
 
     def run_plan_review(self, command: cmd.RunPlanReview, context: CommandContext) -> Performed:
+        return self._once(command, context, lambda run: self._review_plan_once(command, context))
+
+    def _review_plan_once(self, command: cmd.RunPlanReview, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
         plan = self._plan(context, command.plan_id)
         worktree = self._worktree(context)
@@ -335,6 +487,16 @@ class AgentPerformers:
         return fence_for(self.locks, context.repo, holder, context.item.lock_subsystems)
 
     def run_executor(self, command: cmd.RunExecutor, context: CommandContext) -> Performed:
+        return self._once(
+            command,
+            context,
+            lambda run: self._execute_once(command, context, run),
+            lambda outcome: self._replay_execution(command, context, outcome),
+        )
+
+    def _execute_once(
+        self, command: cmd.RunExecutor, context: CommandContext, claim: RunClaim
+    ) -> Performed:
         policy = self.policy_for(context.repo)
         plan = self._plan(context, command.plan_id)
         fence = self._fence(context, command.holder)
@@ -375,7 +537,7 @@ class AgentPerformers:
         label = "completed" if result.product is not None else (result.reason or "stopped")
         if lost is not None:
             label = "lease lost"
-        self._commit(  # local to the worktree: the work is kept, nothing is published yet
+        self._commit(  # local to the worktree until pushed below
             worktree,
             plan,
             context,
@@ -391,17 +553,67 @@ class AgentPerformers:
             self._push_quietly(context, worktree, fence, expected)
             performed = self._stopped(context, run, result.status, result.reason, result.detail)
             return Performed(performed.event, performed.repeat_after, fence)
-        if head_sha(worktree.path) == base:
+        head = head_sha(worktree.path)
+        if head == base:
             return Performed(
                 ev.ExecutionDone(
                     command.key, ev.ExecutionKind.ESCALATED, "no_changes", self._spend(run)
                 ),
                 fence=fence,
             )
-        return Performed(
-            ev.ExecutionDone(command.key, ev.ExecutionKind.COMPLETED, "", self._spend(run)),
-            fence=fence,
+        done = ev.ExecutionDone(command.key, ev.ExecutionKind.COMPLETED, "", self._spend(run))
+        # the run is recorded before its commit is published: a retry after a failed push
+        # pushes the recorded commit again instead of asking the model again
+        if not claim.record(RoleOutcome(event=encode_event(done), head=head)):
+            return Performed()  # another delivery holds the claim now: it reports
+        self._publish(context, worktree, fence, expected)
+        self._remember_head(context, head)
+        return Performed(done, fence=fence)
+
+    def _publish(
+        self,
+        context: CommandContext,
+        worktree: Worktree,
+        fence: ItemFence | None,
+        expected: str | None,
+    ) -> str:
+        """Push the executor's commit before it answers (so a self-check, push or review on
+        any replica finds it): under the leases (checked right before), a compare-and-swap
+        on the branch as the job found it, never forced."""
+        check(self.engine, fence)
+        return push_expecting(
+            self.workspace,
+            self.spec_for(context.repo),
+            worktree,
+            self.token_for(context.installation_id),
+            expected,
         )
+
+    def _replay_execution(
+        self, command: cmd.RunExecutor, context: CommandContext, outcome: RoleOutcome
+    ) -> Performed | None:
+        """A completed executor run's outcome again, its commit published if it was not;
+        None when the commit is neither on the branch nor here (the run is made again)."""
+        if outcome.head is None:
+            performed = _replayed(outcome)
+            if performed.event is None:
+                return performed
+            return Performed(performed.event, fence=self._fence(context, command.holder))
+        fence = self._fence(context, command.holder)
+        worktree = self._worktree(context, sync=False)
+        spec = self.spec_for(context.repo)
+        expected = observed_branch_sha(self.workspace, spec, worktree.branch)
+        if expected != outcome.head:
+            if not has_commit(worktree.path, outcome.head):
+                log.warning(
+                    "the executor's recorded commit is lost; running it again",
+                    extra={"item": context.item.key, "head": outcome.head},
+                )
+                return None
+            move_worktree(worktree.path, outcome.head)
+            self._publish(context, worktree, fence, expected)
+        self._remember_head(context, outcome.head)
+        return Performed(_replayed(outcome).event, fence=fence)
 
     def _commit(self, worktree: Worktree, plan: Plan, context: CommandContext, text: str) -> None:
         scope = WriteScope(plan.paths)
@@ -438,7 +650,7 @@ class AgentPerformers:
 
     def run_self_check(self, command: cmd.RunSelfCheck, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
-        worktree = self._worktree(context)
+        worktree = self._worktree(context, at=self._recorded_head(context))
         sandbox = self.sandbox_for(worktree.path)
         ran: list[str] = []
         for line in policy.agents.commands:
@@ -458,7 +670,9 @@ class AgentPerformers:
     def push_and_open_pr(self, command: cmd.PushAndOpenPr, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
         fence = self._fence(context, command.holder)
-        worktree = self._worktree(context)
+        # the executor's commit as it pushed it: a branch that moved since is not adopted
+        # (the compare-and-swap below refuses to push over it)
+        worktree = self._worktree(context, at=self._recorded_head(context))
         spec = self.spec_for(context.repo)
         expected = observed_branch_sha(self.workspace, spec, worktree.branch)
         check(self.engine, fence)  # right before the push
@@ -492,16 +706,13 @@ class AgentPerformers:
         return Performed(ev.PrOpened(command.key, number, sha), fence=fence)
 
     def run_reviewer(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
+        return self._once(command, context, lambda run: self._review_once(command, context))
+
+    def _review_once(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
         policy = self.policy_for(context.repo)
         plan_id = context.item.plan_id or ""
         plan = self._plan(context, plan_id)
-        worktree = self._worktree(context)
-        if head_sha(worktree.path) != command.sha:
-            worktree = self._worktree(context, fresh=True)
-            if head_sha(worktree.path) != command.sha:
-                raise TerminalError(
-                    f"the branch is at {head_sha(worktree.path)[:12]}, not {command.sha[:12]}"
-                )
+        worktree = self._worktree(context, at=command.sha)
         diff = diff_since(worktree.path, merge_base(worktree.path, worktree.base_sha))
         run = self._context(context, command.key, policy.agents.reviewer.model)
         result = run_role(

@@ -189,6 +189,9 @@ def configure_dispatch(
         locks=locks,
         lock_ttl=lock_ttl,
         model=settings.agent_model,
+        # a role run's claim lives as long as a job's lease: a run whose process died is
+        # taken over about when its job is delivered again
+        run_claim_ttl=timedelta(seconds=settings.job_lease_seconds),
     )
     agents.register(pipeline)
     pipeline.register_handlers(service.handlers)

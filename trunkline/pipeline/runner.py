@@ -48,6 +48,7 @@ from trunkline.locks.fencing import StaleLease
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.commands import (
     ANSWERED,
+    AcquireLocks,
     CancelWork,
     Command,
     ReleaseLocks,
@@ -374,9 +375,11 @@ class PipelineService:
             now = database_now(conn)
             for item in waiting:
                 stored = load_item(conn, repo, item.issue, for_update=False)
+                if stored.item is None or stored.item.state is not WorkState.WAITING_FOR_LOCKS:
+                    continue  # it got its locks since the list was read: nothing to ask again
                 command = _awaited_command(conn, stored.item)
-                if command is None:
-                    continue
+                if not isinstance(command, AcquireLocks):
+                    continue  # only a lock request is repeated (never an agent run)
                 nudged += enqueue_in(
                     conn,
                     NewJob(

@@ -168,8 +168,11 @@ def forge_bot(
     *,
     tick: float = 0.0,
     lock_ttl: timedelta | None = None,
+    database: Path | None = None,
 ) -> Iterator[ForgeBot]:
-    """The production composition on `forge`, scripted by `script`, under `policy`."""
+    """The production composition on `forge`, scripted by `script`, under `policy`; its own
+    data directory under `tmp`, its own SQLite database unless `database` (another replica's
+    file: replicas share the database, not the disk)."""
     tmp.mkdir(parents=True, exist_ok=True)
     script_file = tmp / "script.json"
     script_file.write_text(json.dumps({"responses": script}))
@@ -185,7 +188,7 @@ def forge_bot(
     now = datetime.fromisoformat(forge.admin("GET", "health")["now"])
     clock = TickingClock(current=now)
     http = httpx.Client(timeout=30)
-    engine = migrated_engine(f"sqlite:///{tmp / 'bot.db'}")
+    engine = migrated_engine(f"sqlite:///{database or tmp / 'bot.db'}")
     try:
         clients = forge.app_clients(FakeClock(current=now), http)
         tokens = clients.tokens(forge.installation_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pipeline_harness import (
     MAINTAINER,
     OUTSIDER,
@@ -410,6 +411,46 @@ def test_pipeline_runner_lock_waiters_get_the_lock_when_it_is_released(tmp_path:
 
     states = {i.issue: i.state for i in harness.service.items(REPO)}
     assert states == {first: WorkState.CANCELLED, second: WorkState.EXECUTING}
+
+
+def test_pipeline_runner_a_stale_list_of_lock_waiters_never_repeats_an_agent_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release that nudges the waiters read them before one got its locks elsewhere:
+    the nudge must not enqueue that item's awaited command again, now a RunExecutor (two
+    deliveries of one executor run under two job keys: the model called twice)."""
+    executed: list[str] = []
+
+    def executor(command: cmd.RunExecutor, context: CommandContext) -> Performed:
+        executed.append(command.key)
+        return Performed()  # stays executing
+
+    ref: list[Harness] = []
+    performers = Agents(ref).performers()
+    performers[cmd.RunExecutor] = executor
+    harness = make_harness(tmp_path, _policy(), performers, lock_poll_seconds=3600)
+    ref.append(harness)
+    first = harness.github.add_issue(REPO, title="one").number
+    second = harness.github.add_issue(REPO, title="two").number
+    harness.deliver("issues", labeled_payload(first, MAINTAINER))
+    harness.deliver("issues", labeled_payload(second, MAINTAINER), delivery_id="2")
+    harness.drain()
+    stale = harness.service.items(REPO)  # the second item waits for the lock here
+    assert {i.issue: i.state for i in stale}[second] is WorkState.WAITING_FOR_LOCKS
+    harness.service.submit(REPO, first, ev.CancelRequested(MAINTAINER))
+    harness.drain()  # the release nudges the waiter: it takes the lock and executes
+    now = harness.service.item(REPO, second)
+    assert now is not None
+    assert now.state is WorkState.EXECUTING
+    assert len(executed) == 2  # one run per item
+
+    monkeypatch.setattr(harness.service, "items", lambda repo=None: stale)
+    assert harness.service.nudge_lock_waiters(REPO, "a-release-read-earlier") == 0
+    harness.drain()
+    assert len(executed) == 2
+    with harness.engine.connect() as conn:
+        keys = conn.execute(select(Job.key).where(Job.key.like("%run-executor%"))).scalars()
+        assert len(list(keys)) == 2
 
 
 def test_pipeline_runner_posts_findings_as_line_comments_and_keeps_a_refused_review(
