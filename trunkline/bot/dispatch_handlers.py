@@ -8,8 +8,10 @@ review of a SHA already handled, a head already known all decide to "no change".
 
 - `issues.labeled` / `issues.unlabeled` (issues only, not PRs) -> `Labeled` / `Unlabeled`;
   the permission comes from `GitHubPort.get_permission`, never from the payload.
-- `pull_request_review.submitted` on a PR of a work item -> `HumanReview` (reviews by bots,
-  including the App's own verdicts, are ignored).
+- `pull_request_review.submitted` on a PR of a work item -> `HumanReview` with the review's
+  body and its line comments (`path:line: text`), from a user whose API-read permission is at
+  least the policy's `dispatch.min_permission` (reviews by bots, including the App's own
+  verdicts, and by anyone else are ignored here; the approval gate reads reviews itself).
 - `pull_request.synchronize` -> `PrHeadChanged` with the head read through the API.
 - `pull_request.closed` -> `Merged` (merged) or `PrClosed` (unless the merge queue merged the
   PR: a squash merge closes it without a GitHub merge, and the queue reports the merge).
@@ -134,10 +136,27 @@ class DispatchHandlers:
         if state is None:
             return
         repo = payload.repository.full_name
-        item = self._item_of_pr(repo, payload.pull_request.number)
+        pr = payload.pull_request.number
+        item = self._item_of_pr(repo, pr)
         if item is None:
             return
-        comments = (review.body,) if review.body else ()
+        installation = payload.installation.id if payload.installation else None
+        github = self.github_for(installation)
+        permission = policy_permission(github.get_permission(repo, login))
+        if not self.service.config_for(repo).may_dispatch(permission):
+            # steering the agents is for people who may hand them work; anyone else's review
+            # is still read by the approval gate, which decides whether it counts
+            log.info(
+                "review by a user without dispatch permission ignored",
+                extra={"repo": repo, "pr": pr, "user": login},
+            )
+            return
+        comments: tuple[str, ...] = (review.body,) if review.body else ()
+        comments += tuple(
+            f"{note.path}:{note.line}: {note.body}" if note.line else f"{note.path}: {note.body}"
+            for note in github.list_review_comments(repo, pr)
+            if note.review_id == review.id and note.body
+        )
         self.service.submit(
             repo, item.issue, ev.HumanReview(review.commit_id, state, login, comments)
         )

@@ -63,6 +63,7 @@ from trunkline.github.model import (
     PullRequest,
     Ref,
     Review,
+    ReviewComment,
     ReviewEvent,
     ReviewLineComment,
     full_ref,
@@ -195,6 +196,10 @@ class PyGithubAdapter:
         if not isinstance(items, list):
             raise ValidationFailedError(f"compare_commits: no commit list for {base}...{head}")
         return tuple(parse.commit(item) for item in items)
+
+    def list_review_comments(self, repo: str, number: int) -> tuple[ReviewComment, ...]:
+        items = self._list("list_review_comments", f"{_repo_path(repo)}/pulls/{number}/comments")
+        return tuple(parse.review_comment(item) for item in items)
 
     def list_check_runs(self, repo: str, sha: str) -> tuple[CheckRun, ...]:
         path = f"{_repo_path(repo)}/commits/{quote(sha, safe='')}/check-runs"

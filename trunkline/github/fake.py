@@ -43,6 +43,7 @@ from trunkline.github.model import (
     PullRequest,
     Ref,
     Review,
+    ReviewComment,
     ReviewEvent,
     ReviewLineComment,
     ReviewState,
@@ -66,6 +67,7 @@ class FakeRepository:
     pulls: dict[int, PullRequest] = field(default_factory=dict)
     pull_files: dict[int, tuple[PullFile, ...]] = field(default_factory=dict)
     reviews: dict[int, list[Review]] = field(default_factory=dict)
+    line_comments: dict[int, list[ReviewComment]] = field(default_factory=dict)
     comments: dict[int, list[int]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
     parents: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -192,11 +194,32 @@ class FakeGitHub:
         state.pulls[number] = replace(pull, base_ref=base_ref, base_sha=base_sha)
 
     def add_review(
-        self, repo: str, number: int, *, author: str, state: ReviewState, commit_sha: str
+        self,
+        repo: str,
+        number: int,
+        *,
+        author: str,
+        state: ReviewState,
+        commit_sha: str,
+        body: str = "",
+        comments: Sequence[ReviewLineComment] = (),
     ) -> Review:
-        review = Review(self._new_id(), Actor(author), state, commit_sha, "", _EPOCH)
+        """A review by someone else (a human), with line comments on the diff."""
+        review = Review(self._new_id(), Actor(author), state, commit_sha, body, _EPOCH)
         self._repo(repo).reviews.setdefault(number, []).append(review)
+        self._add_line_comments(repo, number, review, comments)
         return review
+
+    def _add_line_comments(
+        self, repo: str, number: int, review: Review, comments: Sequence[ReviewLineComment]
+    ) -> None:
+        listed = self._repo(repo).line_comments.setdefault(number, [])
+        for note in comments:
+            listed.append(
+                ReviewComment(
+                    self._new_id(), review.id, review.author, note.path, note.line, note.body
+                )
+            )
 
     def set_status(self, repo: str, sha: str, context: str, state: str) -> None:
         statuses = self._repo(repo).statuses.setdefault(sha, [])
@@ -241,6 +264,11 @@ class FakeGitHub:
         self._record("list_reviews", repo, number)
         self._pull(repo, number)
         return tuple(self._repo(repo).reviews.get(number, ()))
+
+    def list_review_comments(self, repo: str, number: int) -> tuple[ReviewComment, ...]:
+        self._record("list_review_comments", repo, number)
+        self._pull(repo, number)
+        return tuple(self._repo(repo).line_comments.get(number, ()))
 
     def list_pull_commits(self, repo: str, number: int) -> tuple[Commit, ...]:
         self._record("list_pull_commits", repo, number)
@@ -484,6 +512,7 @@ class FakeGitHub:
         }
         review = Review(self._new_id(), self.bot, states[event], commit_sha, body, _EPOCH)
         self._repo(repo).reviews.setdefault(number, []).append(review)
+        self._add_line_comments(repo, number, review, comments)
         return review
 
     def close_issue(self, repo: str, number: int, *, reason: str = "completed") -> Issue:

@@ -149,6 +149,19 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class ReviewComment:
+    """A line comment on a PR's diff, as GitHub lists it (`review_id`: the review it is part
+    of; `line`: None when GitHub no longer places it on the diff)."""
+
+    id: int
+    review_id: int | None
+    author: Actor
+    path: str
+    line: int | None
+    body: str
+
+
+@dataclass(frozen=True)
 class ReviewLineComment:
     """A line comment of a review: `line` of `path` on the right (new) side of the diff."""
 

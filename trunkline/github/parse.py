@@ -31,6 +31,7 @@ from trunkline.github.model import (
     PullRequest,
     Ref,
     Review,
+    ReviewComment,
     ReviewState,
 )
 
@@ -142,6 +143,19 @@ def review(data: Json) -> Review:
         commit_sha=data.get("commit_id"),
         body=str(data.get("body") or ""),
         submitted_at=_time(data.get("submitted_at")),
+    )
+
+
+def review_comment(data: Json) -> ReviewComment:
+    review_id = data.get("pull_request_review_id")
+    line = data.get("line")
+    return ReviewComment(
+        id=int(_require(data, "id")),
+        review_id=int(review_id) if review_id is not None else None,
+        author=actor(data.get("user")),
+        path=str(data.get("path") or ""),
+        line=int(line) if line is not None else None,
+        body=str(data.get("body") or ""),
     )
 
 

@@ -27,6 +27,7 @@ from trunkline.github.model import (
     PullRequest,
     Ref,
     Review,
+    ReviewComment,
     ReviewEvent,
     ReviewLineComment,
 )
@@ -51,6 +52,10 @@ class GitHubPort(Protocol):
 
     def list_reviews(self, repo: str, number: int) -> tuple[Review, ...]:
         """Reviews of the PR, oldest first, each bound to the commit it reviewed."""
+        ...
+
+    def list_review_comments(self, repo: str, number: int) -> tuple[ReviewComment, ...]:
+        """The line comments on the PR's diff, oldest first, each with its review's id."""
         ...
 
     def list_pull_commits(self, repo: str, number: int) -> tuple[Commit, ...]:

@@ -251,6 +251,9 @@ def test_every_operation_matches_githubs_schema(
         == "completed"
     )
     assert rec.call("GET", f"/repos/alice/demo/check-runs/{run['id']}", carol).status_code == 200
+    # the App re-requests its own run (a `check_run` `rerequested` webhook to itself)
+    rerun = rec.call("POST", f"/repos/alice/demo/check-runs/{run['id']}/rerequest", bot)
+    assert rerun.status_code == 201
     assert (
         rec.call("GET", f"/repos/alice/demo/commits/{head_sha}/check-runs", carol).json()[
             "total_count"

@@ -185,6 +185,14 @@ def test_review_line_comments_close_pull_and_close_issue(rig: Rig) -> None:
     assert [(c["path"], c["line"], c["body"]) for c in listed] == [
         ("login.py", 2, "return a session, not 1")
     ]
+    (comment,) = github.list_review_comments(REPO, pull.number)
+    assert (comment.review_id, comment.path, comment.line, comment.body) == (
+        review.id,
+        "login.py",
+        2,
+        "return a session, not 1",
+    )
+    assert comment.author.login == "trunkline[bot]"
     with pytest.raises(ValidationFailedError):
         github.create_review(
             REPO,
