@@ -99,6 +99,7 @@ class DispatchHandlers:
                 repo, payload.issue.number, payload.sender.login, permission, payload.label.name
             ),
             installation_id=installation,
+            title=payload.issue.title,
         )
 
     def on_unlabeled(self, routed: RoutedEvent) -> None:

@@ -187,9 +187,11 @@ class PipelineService:
         *,
         installation_id: int | None = None,
         fence: ItemFence | None = None,
+        title: str | None = None,
     ) -> tuple[Command, ...]:
         """Decide `event` on the item of (repo, issue) durably; returns the new commands.
-        With `fence`, the decision is made only while its leases are held (`StaleLease`
+        `title` (the issue's, from a webhook) is kept on the row for people to read. With
+        `fence`, the decision is made only while its leases are held (`StaleLease`
         otherwise, and nothing is written)."""
         config = self.config_for(repo)
         for _ in range(_CONFLICT_ATTEMPTS):
@@ -198,7 +200,7 @@ class PipelineService:
                     if fence is not None:
                         fence.guard(conn)
                     before, after, commands = self._submit_in(
-                        conn, repo, issue, event, config, installation_id
+                        conn, repo, issue, event, config, installation_id, title
                     )
             except PipelineConflictError:
                 continue
@@ -240,13 +242,14 @@ class PipelineService:
         event: ev.Event,
         config: PipelineConfig,
         installation_id: int | None,
+        title: str | None = None,
     ) -> tuple[WorkItem | None, WorkItem | None, tuple[Command, ...]]:
         stored = load_item(conn, repo, issue)
         now = self.clock.now()
         after, commands = decide(stored.item, event, now, config)
         if after is None or (after is stored.item and not commands):
             return stored.item, stored.item, ()
-        save_item(conn, stored, after, now, installation_id=installation_id)
+        save_item(conn, stored, after, now, installation_id=installation_id, title=title)
         self._enqueue(conn, repo, issue, commands)
         log.info(
             "work item decided",

@@ -82,9 +82,11 @@ def save_item(
     now: datetime,
     *,
     installation_id: int | None = None,
+    title: str | None = None,
 ) -> int:
     """Write `item` over what `stored` read (conditional on the row version); returns the
-    row id. Appends a timeline row per transition that is new in `item.history`."""
+    row id. Appends a timeline row per transition that is new in `item.history`. `title`,
+    when given, replaces the row's issue title (the dashboard shows it)."""
     data = dict(stored.data)
     data[PIPELINE_KEY] = encode_item(item)
     if installation_id is not None:
@@ -96,6 +98,8 @@ def save_item(
         "data": data,
         "updated_at": now,
     }
+    if title is not None:
+        columns["title"] = title[:500]
     if stored.row_id is None:
         inserted = insert_ignoring_conflicts(
             conn,

@@ -135,13 +135,16 @@ def test_pipeline_runner_takes_a_maintainers_issue_to_the_merge_queue(tmp_path: 
     assert len(harness.github.comments_on(REPO, item.pr)) == 1
     # the row mirrors the item and every transition is on the timeline
     with harness.engine.connect() as conn:
-        row = conn.execute(select(WorkItemRow.state, WorkItemRow.pr_number)).one()
+        row = conn.execute(
+            select(WorkItemRow.state, WorkItemRow.pr_number, WorkItemRow.title)
+        ).one()
         steps = conn.execute(
             select(TimelineEvent.from_state, TimelineEvent.to_state)
             .where(TimelineEvent.kind == "transition")
             .order_by(TimelineEvent.id)
         ).all()
     assert (row.state, row.pr_number) == ("queued_for_merge", item.pr)
+    assert row.title == "Add a widget"  # the issue's title, for people reading the dashboard
     assert [step.to_state for step in steps] == [t.to_state.value for t in item.history]
 
     # the queue merges it -> the item is merged, the locks are released, a summary is posted
