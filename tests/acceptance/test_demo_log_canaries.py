@@ -212,6 +212,11 @@ def test_demo_logs_are_json_lines_with_bound_context(demo_run: DemoRun) -> None:
     assert any(r.get("repo") == REPO and isinstance(r.get("issue"), int) for r in with_job)
     assert any(r.get("repo") == REPO and isinstance(r.get("pr"), int) for r in records)
     assert any(r.get("run_id") and r.get("role") for r in records)  # agent runs
+    # the SDK's own request lines, logged inside a role run, carry the run's id as context
+    assert any(
+        r.get("logger") == "anthropic._base_client" and isinstance(r.get("agent_run"), str)
+        for r in records
+    )
     # the loggers that could carry secrets really wrote: git command lines, SDK requests
     loggers = {record["logger"] for record in records}
     assert {"git.cmd", "anthropic._base_client", "trunkline.github.tokens"} <= loggers

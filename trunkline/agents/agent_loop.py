@@ -58,6 +58,7 @@ from trunkline.agents.timeline import (
 from trunkline.agents.tools import Toolbox, arguments_json
 from trunkline.clock import Clock
 from trunkline.errors import TrunklineError
+from trunkline.telemetry.json_logs import bind_context
 
 P = TypeVar("P", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -225,9 +226,18 @@ class _Run(Generic[P]):
 
 
 def run_role(ctx: RunContext, spec: RoleSpec[P], toolbox: Toolbox, first: str) -> RoleResult[P]:
-    """Run one role to its product, or to a typed stop (failed, exhausted, taken over)."""
+    """Run one role to its product, or to a typed stop (failed, exhausted, taken over).
+    Every record logged during the run carries `agent_run` (the run's id) in its context."""
     ctx.runs += 1
-    run = _Run(ctx, spec, toolbox, f"{ctx.work_item}/{ctx.runs}-{spec.role.value}")
+    run_id = f"{ctx.work_item}/{ctx.runs}-{spec.role.value}"
+    with bind_context(agent_run=run_id):
+        return _run_role(ctx, spec, toolbox, first, run_id)
+
+
+def _run_role(
+    ctx: RunContext, spec: RoleSpec[P], toolbox: Toolbox, first: str, run_id: str
+) -> RoleResult[P]:
+    run = _Run(ctx, spec, toolbox, run_id)
     price = price_for(ctx.prices, ctx.model)
     ctx.elapsed()
     ctx.timeline.run_started(
