@@ -165,9 +165,13 @@ def list_items(conn: Connection, repo: str | None = None) -> list[WorkItem]:
 
 def lock_repository_items(conn: Connection, repo: str) -> None:
     """Lock every item row of `repo` (`FOR UPDATE`) so two admissions of one repository run
-    one after the other (SQLite: its `BEGIN IMMEDIATE` already serialises writers)."""
+    one after the other (SQLite: its `BEGIN IMMEDIATE` already serialises writers). Rows are
+    locked in id order, so two admissions never wait for each other in a cycle (deadlock)."""
     conn.execute(
-        select(WorkItemRow.id).where(WorkItemRow.repo_full_name == repo).with_for_update()
+        select(WorkItemRow.id)
+        .where(WorkItemRow.repo_full_name == repo)
+        .order_by(WorkItemRow.id)
+        .with_for_update()
     ).all()
 
 
