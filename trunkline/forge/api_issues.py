@@ -2,7 +2,9 @@
 
 Permissions (as on GitHub, simplified): anyone who can read may open issues and comment;
 editing an issue's title/body/state needs its author or triage; labels and assignees need
-triage; creating labels needs write. Editing a comment needs its author or write.
+triage; creating labels needs write. Editing a comment needs its author or write. Every label
+change is logged in the issue's event log (`GET .../issues/{n}/events`: `labeled` /
+`unlabeled` with the actor), as GitHub does.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from trunkline.forge.api_support import (
     str_field,
     validation,
 )
+from trunkline.forge.state import ForgeState
 
 router = APIRouter()
 CtxDep = Annotated[Ctx, Depends(ctx)]
@@ -174,7 +177,7 @@ def edit_issue(owner: str, repo: str, number: int, c: CtxDep, payload: Payload) 
                     issue.state_reason = "reopened"
                     events.append(("reopened", {}))
         if new_labels is not None:
-            events += _set_labels(c, issue, [x.id for x in new_labels])
+            events += _set_labels(c, issue, [x.id for x in new_labels], actor)
         if new_assignees is not None:
             events += _set_assignees(c, issue, [u.id for u in new_assignees])
         issue.updated_at = now
@@ -185,20 +188,43 @@ def edit_issue(owner: str, repo: str, number: int, c: CtxDep, payload: Payload) 
     return json_response(body)
 
 
-def _set_labels(c: Ctx, issue: m.Issue, ids: list[int]) -> list[tuple[str, dict[str, Any]]]:
+def _set_labels(
+    c: Ctx, issue: m.Issue, ids: list[int], actor: m.User
+) -> list[tuple[str, dict[str, Any]]]:
+    """Set the issue's labels; returns the webhooks to send and logs each change in the
+    issue's event log (`issues/list-events`) as done by `actor`. Callers hold the lock."""
     events: list[tuple[str, dict[str, Any]]] = []
     for x in issue.label_ids:
         if x not in ids and x in c.state.labels:
             events.append(
                 ("unlabeled", {"label": rr.label(c.state, c.forge.urls, c.state.labels[x])})
             )
+            record_label_event(c.state, issue, "unlabeled", c.state.labels[x], actor)
     for x in ids:
         if x not in issue.label_ids:
             events.append(
                 ("labeled", {"label": rr.label(c.state, c.forge.urls, c.state.labels[x])})
             )
+            record_label_event(c.state, issue, "labeled", c.state.labels[x], actor)
     issue.label_ids = list(dict.fromkeys(ids))
     return events
+
+
+def record_label_event(
+    state: ForgeState, issue: m.Issue, kind: str, label: m.Label, actor: m.User
+) -> None:
+    """Append a `labeled` / `unlabeled` entry to the issue's event log (under the lock)."""
+    event = m.IssueEvent(
+        id=state.new_id(),
+        repo_id=issue.repo_id,
+        number=issue.number,
+        actor_id=actor.id,
+        event=kind,
+        created_at=state.now(),
+        label_name=label.name,
+        label_color=label.color,
+    )
+    state.issue_events[event.id] = event
 
 
 def _set_assignees(c: Ctx, issue: m.Issue, ids: list[int]) -> list[tuple[str, dict[str, Any]]]:
@@ -238,7 +264,7 @@ def _change_labels(
     labels = _labels_for(c, r, list_field(payload, "labels", "Label"))
     with c.state.lock:
         ids = [x.id for x in labels] if replace else issue.label_ids + [x.id for x in labels]
-        events = _set_labels(c, issue, ids)
+        events = _set_labels(c, issue, ids, actor)
         issue.updated_at = c.state.now()
         c.state.save()
     for action, extra in events:
@@ -269,7 +295,7 @@ def remove_label(owner: str, repo: str, number: int, name: str, c: CtxDep) -> Re
         label = c.state.label_by_name(r, name)
         if label is None or label.id not in issue.label_ids:
             raise ApiError(404, "Label does not exist")
-        events = _set_labels(c, issue, [x for x in issue.label_ids if x != label.id])
+        events = _set_labels(c, issue, [x for x in issue.label_ids if x != label.id], actor)
         issue.updated_at = c.state.now()
         c.state.save()
     for action, extra in events:
@@ -306,6 +332,20 @@ def add_assignees(owner: str, repo: str, number: int, c: CtxDep, payload: Payloa
 @router.delete("/repos/{owner}/{repo}/issues/{number}/assignees")
 def remove_assignees(owner: str, repo: str, number: int, c: CtxDep, payload: Payload) -> Response:
     return _change_assignees(owner, repo, number, c, payload, add=False)
+
+
+@router.get("/repos/{owner}/{repo}/issues/{number}/events")
+def list_issue_events(owner: str, repo: str, number: int, c: CtxDep) -> Response:
+    r = c.repo(owner, repo)
+    _issue(c, r, number)
+    with c.state.lock:
+        found = [
+            x for x in c.state.issue_events.values() if x.repo_id == r.id and x.number == number
+        ]
+        found.sort(key=lambda x: x.id)
+        page, headers = paginate(c, found)
+        bodies = [rr.issue_event(c.state, c.urls, x) for x in page]
+    return json_response(bodies, headers=headers)
 
 
 @router.get("/repos/{owner}/{repo}/labels")

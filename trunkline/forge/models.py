@@ -165,6 +165,21 @@ class Issue:
 
 
 @dataclass
+class IssueEvent:
+    """An entry of an issue's event log (`labeled` / `unlabeled`, with the label's name and
+    color as they were); recorded when labels change through the API or by seeding."""
+
+    id: int
+    repo_id: int
+    number: int
+    actor_id: int
+    event: str
+    created_at: float
+    label_name: str | None = None
+    label_color: str | None = None
+
+
+@dataclass
 class Comment:
     id: int
     repo_id: int

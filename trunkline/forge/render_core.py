@@ -348,6 +348,25 @@ def issue(state: ForgeState, urls: Urls, i: m.Issue) -> JsonDict:
     return body
 
 
+def issue_event(state: ForgeState, urls: Urls, e: m.IssueEvent) -> JsonDict:
+    """A `labeled` / `unlabeled` entry of `issues/list-events` (`issue-event-for-issue`)."""
+    r = state.repos[e.repo_id]
+    body: JsonDict = {
+        "id": e.id,
+        "node_id": node_id("LabeledEvent" if e.event == "labeled" else "UnlabeledEvent", e.id),
+        "url": f"{repo_api(state, urls, r)}/issues/events/{e.id}",
+        "actor": user(urls, state.users[e.actor_id]),
+        "event": e.event,
+        "commit_id": None,
+        "commit_url": None,
+        "created_at": iso_required(e.created_at),
+        "performed_via_github_app": None,
+    }
+    if e.label_name is not None:
+        body["label"] = {"name": e.label_name, "color": e.label_color or "ededed"}
+    return body
+
+
 def reactions(url: str) -> JsonDict:
     return {
         "url": url,

@@ -64,6 +64,7 @@ _TABLES: dict[str, type[Any]] = {
     "labels": m.Label,
     "issues": m.Issue,
     "comments": m.Comment,
+    "issue_events": m.IssueEvent,
     "reviews": m.Review,
     "review_comments": m.ReviewComment,
     "statuses": m.CommitStatus,
@@ -88,6 +89,7 @@ class ForgeState:
         self.labels: dict[int, m.Label] = {}
         self.issues: dict[int, m.Issue] = {}
         self.comments: dict[int, m.Comment] = {}
+        self.issue_events: dict[int, m.IssueEvent] = {}
         self.reviews: dict[int, m.Review] = {}
         self.review_comments: dict[int, m.ReviewComment] = {}
         self.statuses: dict[int, m.CommitStatus] = {}

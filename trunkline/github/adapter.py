@@ -55,6 +55,7 @@ from trunkline.github.model import (
     Commit,
     FileContent,
     Issue,
+    IssueEvent,
     Mergeability,
     MergeMethod,
     MergeResult,
@@ -163,6 +164,33 @@ class PyGithubAdapter:
     def get_issue(self, repo: str, number: int) -> Issue:
         data = self._get("get_issue", f"{_repo_path(repo)}/issues/{number}")
         return parse.issue(repo, data)
+
+    def list_issues(
+        self,
+        repo: str,
+        *,
+        labels: Sequence[str] = (),
+        state: str = "open",
+        limit: int = 100,
+    ) -> tuple[Issue, ...]:
+        params = {"state": state, "sort": "updated", "direction": "desc"}
+        if labels:
+            params["labels"] = ",".join(labels)
+        found: list[Issue] = []
+        if limit <= 0:
+            return ()
+        items = self._list(
+            "list_issues", f"{_repo_path(repo)}/issues", params=params, page_size=limit
+        )
+        for item in items:
+            found.append(parse.issue(repo, item))
+            if len(found) >= limit:
+                break  # the generator stops: no further page is requested
+        return tuple(found)
+
+    def list_issue_events(self, repo: str, number: int) -> tuple[IssueEvent, ...]:
+        items = self._list("list_issue_events", f"{_repo_path(repo)}/issues/{number}/events")
+        return tuple(parse.issue_event(item) for item in items)
 
     def get_pull(self, repo: str, number: int, *, wait_for_mergeable: bool = False) -> PullRequest:
         path = f"{_repo_path(repo)}/pulls/{number}"
@@ -386,16 +414,25 @@ class PyGithubAdapter:
         _, data = self._send(operation, "GET", path, params=params)
         return data
 
-    def _list(self, operation: str, path: str, *, key: str | None = None) -> Iterator[Any]:
+    def _list(
+        self,
+        operation: str,
+        path: str,
+        *,
+        key: str | None = None,
+        params: dict[str, str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Any]:
         url: str | None = path
-        params: dict[str, str] | None = {"per_page": str(self._options.per_page)}
+        per_page = min(self._options.per_page, page_size or self._options.per_page)
+        query: dict[str, str] | None = {**(params or {}), "per_page": str(per_page)}
         while url is not None:
-            headers, data = self._send(operation, "GET", url, params=params)
+            headers, data = self._send(operation, "GET", url, params=query)
             page = data.get(key) if key and isinstance(data, dict) else data
             if not isinstance(page, list):
                 raise ValidationFailedError(f"{operation}: expected a list from {path}")
             yield from page
-            url, params = next_page(headers), None
+            url, query = next_page(headers), None
 
     def _write(self, operation: str, verb: str, path: str, body: Any) -> Any:
         with self._write_lock:

@@ -35,6 +35,7 @@ from trunkline.github.model import (
     CommitStatus,
     FileContent,
     Issue,
+    IssueEvent,
     Mergeability,
     MergeMethod,
     MergeResult,
@@ -76,6 +77,7 @@ class FakeRepository:
     check_runs: list[CheckRun] = field(default_factory=list)
     statuses: dict[str, list[CommitStatus]] = field(default_factory=dict)
     permissions: dict[str, Permission] = field(default_factory=dict)
+    issue_events: dict[int, list[IssueEvent]] = field(default_factory=dict)
     next_number: int = 1
 
 
@@ -138,6 +140,25 @@ class FakeGitHub:
         state.issues[issue.number] = issue
         state.next_number += 1
         return issue
+
+    def label_issue(
+        self, repo: str, number: int, label: str, *, by: str, at: datetime | None = None
+    ) -> None:
+        """A human adds `label` on GitHub (no webhook here): the label and its `labeled`
+        event by `by`, at `at` (default: now)."""
+        issue = self._issue(repo, number)
+        if label not in issue.labels:
+            self._set_labels(repo, number, (*issue.labels, label))
+            self._log_label_event(repo, number, "labeled", label, Actor(by), at)
+
+    def unlabel_issue(
+        self, repo: str, number: int, label: str, *, by: str, at: datetime | None = None
+    ) -> None:
+        """A human removes `label` on GitHub: the label goes, an `unlabeled` event by `by`."""
+        issue = self._issue(repo, number)
+        if label in issue.labels:
+            self._set_labels(repo, number, tuple(x for x in issue.labels if x != label))
+            self._log_label_event(repo, number, "unlabeled", label, Actor(by), at)
 
     def add_pull(
         self,
@@ -251,6 +272,31 @@ class FakeGitHub:
             raise NotFoundError(f"{repo}#{number} not found", status=404)
         return state.issues[number]
 
+    def list_issues(
+        self,
+        repo: str,
+        *,
+        labels: Sequence[str] = (),
+        state: str = "open",
+        limit: int = 100,
+    ) -> tuple[Issue, ...]:
+        self._record("list_issues", repo, tuple(labels), state, limit)
+        wanted = {label.lower() for label in labels}
+        found = [
+            issue
+            for issue in self._repo(repo).issues.values()
+            if (state == "all" or issue.state == state)
+            and wanted <= {label.lower() for label in issue.labels}
+        ]
+        # most recently updated first: the fake's issues carry no times, so newest number first
+        found.sort(key=lambda issue: (issue.updated_at or _EPOCH, issue.number), reverse=True)
+        return tuple(found[: max(limit, 0)])
+
+    def list_issue_events(self, repo: str, number: int) -> tuple[IssueEvent, ...]:
+        self._record("list_issue_events", repo, number)
+        self._issue(repo, number)
+        return tuple(self._repo(repo).issue_events.get(number, ()))
+
     def get_pull(self, repo: str, number: int, *, wait_for_mergeable: bool = False) -> PullRequest:
         self._record("get_pull", repo, number, wait_for_mergeable)
         return self._pull(repo, number)
@@ -334,14 +380,19 @@ class FakeGitHub:
     def add_labels(self, repo: str, number: int, labels: Sequence[str]) -> tuple[str, ...]:
         self._record("add_labels", repo, number, tuple(labels))
         issue = self._issue(repo, number)
-        merged = issue.labels + tuple(label for label in labels if label not in issue.labels)
+        added = tuple(dict.fromkeys(label for label in labels if label not in issue.labels))
+        merged = issue.labels + added
         self._set_labels(repo, number, merged)
+        for label in added:
+            self._log_label_event(repo, number, "labeled", label, self.bot, None)
         return merged
 
     def remove_label(self, repo: str, number: int, label: str) -> None:
         self._record("remove_label", repo, number, label)
         issue = self._issue(repo, number)
-        self._set_labels(repo, number, tuple(x for x in issue.labels if x != label))
+        if label in issue.labels:
+            self._set_labels(repo, number, tuple(x for x in issue.labels if x != label))
+            self._log_label_event(repo, number, "unlabeled", label, self.bot, None)
 
     def create_comment(self, repo: str, number: int, body: str) -> Comment:
         self._record("create_comment", repo, number, body)
@@ -564,6 +615,12 @@ class FakeGitHub:
         state.issues[number] = replace(state.issues[number], labels=labels)
         if number in state.pulls:
             state.pulls[number] = replace(state.pulls[number], labels=labels)
+
+    def _log_label_event(
+        self, repo: str, number: int, kind: str, label: str, actor: Actor, at: datetime | None
+    ) -> None:
+        event = IssueEvent(self._new_id(), kind, actor, at or datetime.now(UTC), label)
+        self._repo(repo).issue_events.setdefault(number, []).append(event)
 
     def _create_comment(self, repo: str, number: int, body: str) -> Comment:
         self._issue(repo, number)

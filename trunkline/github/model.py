@@ -95,6 +95,18 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class IssueEvent:
+    """One entry of an issue's event log (GitHub's `issues/list-events`): who did what, when.
+    `label` is the label's name for `labeled` / `unlabeled` events (None for others)."""
+
+    id: int
+    event: str
+    actor: Actor
+    created_at: datetime | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class PullRequest:
     repo: str
     number: int

@@ -24,6 +24,7 @@ from trunkline.github.model import (
     CommitStatus,
     FileContent,
     Issue,
+    IssueEvent,
     Mergeability,
     MergeResult,
     Permission,
@@ -74,6 +75,17 @@ def issue(repo: str, data: Json) -> Issue:
         labels=_labels(data),
         is_pull_request=data.get("pull_request") is not None,
         updated_at=_time(data.get("updated_at")),
+    )
+
+
+def issue_event(data: Json) -> IssueEvent:
+    label = data.get("label")
+    return IssueEvent(
+        id=int(_require(data, "id")),
+        event=str(_require(data, "event")),
+        actor=actor(data.get("actor")),
+        created_at=_time(data.get("created_at")),
+        label=str(label["name"]) if isinstance(label, dict) and label.get("name") else None,
     )
 
 

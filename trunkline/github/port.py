@@ -20,6 +20,7 @@ from trunkline.github.model import (
     Commit,
     FileContent,
     Issue,
+    IssueEvent,
     MergeMethod,
     MergeResult,
     Permission,
@@ -38,6 +39,24 @@ class GitHubPort(Protocol):
 
     def get_issue(self, repo: str, number: int) -> Issue:
         """The issue (or PR, seen as an issue) `number`. NotFoundError if missing."""
+        ...
+
+    def list_issues(
+        self,
+        repo: str,
+        *,
+        labels: Sequence[str] = (),
+        state: str = "open",
+        limit: int = 100,
+    ) -> tuple[Issue, ...]:
+        """Issues in `state` (`open`, `closed`, `all`) carrying every one of `labels`, most
+        recently updated first, at most `limit`. Like GitHub's list, it includes pull requests
+        (`Issue.is_pull_request`)."""
+        ...
+
+    def list_issue_events(self, repo: str, number: int) -> tuple[IssueEvent, ...]:
+        """The issue's event log, oldest first (`labeled` / `unlabeled` with the label's name
+        and the actor who changed it, and GitHub's other kinds)."""
         ...
 
     def get_pull(self, repo: str, number: int, *, wait_for_mergeable: bool = False) -> PullRequest:

@@ -4,9 +4,10 @@ Performs I/O only when called: it builds the runner, its performers and the webh
 handlers from `Settings` and the service's engine, and registers them (job kinds
 `pipeline_command`, `agents_resume` and `pipeline_queue_departure` — the merge queue's
 merges and ejections, which it enqueues once the queue is a `QueueService` — the dispatch
-webhook routes, the admission tick and
-the lease keep-alive tick, which renews the leases of every item holding them every
-`lock_ttl / 3`).
+webhook routes, the admission tick, the
+lease keep-alive tick, which renews the leases of every item holding them every
+`lock_ttl / 3`, and the label reconciler (`pipeline_label_reconciler`, every 60 s: labels
+and label removals whose webhook was lost, see `trunkline.pipeline.reconciler`)).
 
 Policies: each repository's `.github/trunkline.yml` is read through the GitHub port of the
 installation that delivered its events (noted by the webhook handlers, else
@@ -50,6 +51,7 @@ from trunkline.pipeline.config import PipelineConfig
 from trunkline.pipeline.escalation_performer import EscalationPerformer
 from trunkline.pipeline.item_leases import renew_held_leases
 from trunkline.pipeline.performers import GitHubPerformers
+from trunkline.pipeline.reconciler import RECONCILE_TICK_SECONDS, LabelReconciler
 from trunkline.pipeline.runner import PipelineService
 from trunkline.pipeline.store import INSTALLATION_KEY
 from trunkline.policies.model import Policy
@@ -94,6 +96,11 @@ class RepositoryPolicies:
             with self._guard:
                 self._installations[repo] = installation_id
 
+    def noted_repositories(self) -> tuple[str, ...]:
+        """The repositories whose installation a delivery told (this process's life)."""
+        with self._guard:
+            return tuple(self._installations)
+
     def installation(self, repo: str) -> int | None:
         with self._guard:
             noted = self._installations.get(repo)
@@ -123,6 +130,7 @@ class DispatchWiring:
     pipeline: PipelineService
     handlers: DispatchHandlers
     policies: RepositoryPolicies
+    reconciler: LabelReconciler
 
 
 def configure_dispatch(
@@ -202,6 +210,19 @@ def configure_dispatch(
     if isinstance(queue, QueueService):
         queue.departure_job_kind = QUEUE_DEPARTURE_JOB
     service.periodic.register("pipeline_admission", ADMISSION_TICK_SECONDS, handlers.admission_tick)
+    reconciler = LabelReconciler(
+        pipeline,
+        github_for,
+        clock,
+        installation_for=policies.installation,
+        note_installation=policies.note_installation,
+        noted_repositories=policies.noted_repositories,
+    )
+
+    def reconcile_labels() -> None:
+        reconciler.tick()
+
+    service.periodic.register("pipeline_label_reconciler", RECONCILE_TICK_SECONDS, reconcile_labels)
 
     def keep_leases_alive() -> None:
         renew_held_leases(pipeline.items(), locks, lock_ttl)
@@ -209,4 +230,4 @@ def configure_dispatch(
     service.periodic.register(
         "pipeline_lease_keepalive", lock_ttl.total_seconds() / 3, keep_leases_alive
     )
-    return DispatchWiring(pipeline, handlers, policies)
+    return DispatchWiring(pipeline, handlers, policies, reconciler)

@@ -45,6 +45,8 @@ LEVELS = {READ: 1, WRITE: 2}
 # (upsert_sticky_comment) names the port methods it is made of instead.
 PORT_OPERATIONS: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
     "get_issue": (("issues/get",), ("issues", READ)),
+    "list_issues": (("issues/list-for-repo",), ("issues", READ)),
+    "list_issue_events": (("issues/list-events",), ("issues", READ)),
     "get_pull": (("pulls/get",), ("pull_requests", READ)),
     "list_pull_files": (("pulls/list-files",), ("pull_requests", READ)),
     "list_reviews": (("pulls/list-reviews",), ("pull_requests", READ)),

@@ -99,7 +99,9 @@ def test_every_operation_matches_githubs_schema(
     jwt_token = forge.app_jwt()
 
     # App, installation, users.
-    assert rec.call("GET", "/app", jwt_token).status_code == 200
+    app = rec.call("GET", "/app", jwt_token)
+    assert app.status_code == 200
+    bot_login = f"{app.json()['slug']}[bot]"
     assert rec.call("GET", "/app/installations", jwt_token).status_code == 200
     inst = forge.installation_id
     assert rec.call("GET", f"/app/installations/{inst}", jwt_token).status_code == 200
@@ -154,6 +156,16 @@ def test_every_operation_matches_githubs_schema(
     assert (
         rec.call("DELETE", f"/repos/alice/demo/issues/{number}/labels/bug", bot).status_code == 200
     )
+    # the event log names who changed each label, oldest first
+    log = rec.call("GET", f"/repos/alice/demo/issues/{number}/events", carol).json()
+    assert [(e["event"], e["label"]["name"], e["actor"]["login"]) for e in log] == [
+        ("labeled", "bug", "bob"),
+        ("labeled", "queue", "bob"),
+        ("unlabeled", "queue", "bob"),
+        ("unlabeled", "bug", bot_login),
+    ]
+    labeled = rec.call("GET", "/repos/alice/demo/issues", carol, labels="bug", state="all")
+    assert [x["title"] for x in labeled.json()] == ["Second"]
     assert (
         rec.call(
             "POST", f"/repos/alice/demo/issues/{number}/assignees", bob, {"assignees": ["bob"]}
