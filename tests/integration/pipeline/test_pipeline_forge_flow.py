@@ -11,7 +11,6 @@ the policy read from the repository's `.github/trunkline.yml` on the forge.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pipeline_forge_rig import (
+    CALC_FIXED,
+    HEAD_SHA,
+    MODEL,
+    PLAN_ID,
+    PYTEST,
+    REPO,
+    SANDBOX_PATH,
+    tool,
+    write_source,
+)
 from pipeline_harness import labeled_payload
 from prerequisites import require_bwrap
 from sqlalchemy import Engine, select
@@ -41,25 +51,12 @@ from trunkline.store.runner import RunnerConfig, WorkerPool
 from trunkline.store.tables import AgentRun, Job
 from trunkline.store.testing import migrated_engine
 
-REPO = "alice/demo"
-MODEL = "claude-test"
-PYTEST = f"{sys.executable} -m pytest -q -p no:cacheprovider"
-SANDBOX_PATH = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
-CALC_BUGGY = "def add(a, b):\n    return a - b\n"
-CALC_FIXED = "def add(a, b):\n    return a + b\n"
-TEST_CALC = "from src.calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-PLAN_ID = "{{match: (plan-[0-9a-f]{16})}}"
-HEAD_SHA = "{{match: Review commit ([0-9a-f]{40})}}"
 POLICY_YAML = f"""version: 1
 agents:
   commands: ["{PYTEST}"]
 queue:
   required_checks: [ci]
 """
-
-
-def tool(name: str, **arguments: object) -> dict[str, object]:
-    return {"content": [{"type": "tool_use", "name": name, "input": arguments}]}
 
 
 SCRIPT = [
@@ -136,14 +133,8 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     """The production composition (`build_service` + `configure_dispatch`) on the forge."""
     require_bwrap()
-    source = tmp_path / "source"
-    (source / "src").mkdir(parents=True)
-    (source / "tests").mkdir()
+    source = write_source(tmp_path / "source")
     (source / ".github").mkdir()
-    (source / "src" / "__init__.py").write_text("")
-    (source / "src" / "calc.py").write_text(CALC_BUGGY)
-    (source / "tests" / "test_calc.py").write_text(TEST_CALC)
-    (source / ".gitignore").write_text("__pycache__/\n")
     (source / ".github" / "trunkline.yml").write_text(POLICY_YAML)
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"responses": SCRIPT}))
