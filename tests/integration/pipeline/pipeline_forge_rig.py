@@ -45,7 +45,7 @@ from trunkline.queue.service import QueueService
 from trunkline.settings import Settings
 from trunkline.store.jobs import JobStore
 from trunkline.store.runner import RunnerConfig, WorkerPool
-from trunkline.store.tables import Job
+from trunkline.store.tables import AgentRun, Job
 from trunkline.store.testing import migrated_engine
 from trunkline.workspace.model import slugify, work_branch
 
@@ -97,6 +97,7 @@ class ForgeBot:
     engine: Engine
     locks: LockManager
     clock: TickingClock
+    queue: QueueService
     titles: dict[int, str] = field(default_factory=dict)
 
     def new_issue(self, title: str) -> int:
@@ -148,6 +149,10 @@ class ForgeBot:
             ).all()
         return [(row.kind, str(row.last_error)) for row in rows]
 
+    def agent_roles(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(AgentRun.role).order_by(AgentRun.id)).scalars())
+
     def review_comments(self, pr: int) -> list[dict[str, Any]]:
         response = httpx.get(
             f"{self.forge.api_url}/repos/{REPO}/pulls/{pr}/comments",
@@ -164,13 +169,14 @@ def forge_bot(
     forge: ForgeHandle,
     tmp: Path,
     script: list[dict[str, object]],
-    policy: Policy,
+    policy: Policy | None,
     *,
     tick: float = 0.0,
     lock_ttl: timedelta | None = None,
     database: Path | None = None,
 ) -> Iterator[ForgeBot]:
-    """The production composition on `forge`, scripted by `script`, under `policy`; its own
+    """The production composition on `forge`, scripted by `script`, under `policy` (None: the
+    repository's own `.github/trunkline.yml`, read through the App as in production); its own
     data directory under `tmp`, its own SQLite database unless `database` (another replica's
     file: replicas share the database, not the disk)."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -199,7 +205,8 @@ def forge_bot(
             return github
 
         policies = RepositoryPolicies(engine, github_for, clock, ttl_seconds=1e12)
-        policies.remember(REPO, policy)
+        if policy is not None:
+            policies.remember(REPO, policy)
         queue = QueueService(engine, SystemClock())
         wired: list[DispatchWiring] = []
         service = build_service(
@@ -232,6 +239,7 @@ def forge_bot(
             engine,
             LockManager(engine),
             clock,
+            queue,
         )
         clock.tick = tick
         yield bot

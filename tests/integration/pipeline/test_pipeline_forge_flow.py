@@ -10,46 +10,25 @@ the policy read from the repository's `.github/trunkline.yml` on the forge.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from pipeline_forge_rig import (
     CALC_FIXED,
     HEAD_SHA,
-    MODEL,
     PLAN_ID,
     PYTEST,
     REPO,
-    SANDBOX_PATH,
+    ForgeBot,
+    forge_bot,
     tool,
     write_source,
 )
-from pipeline_harness import labeled_payload
 from prerequisites import require_bwrap
-from sqlalchemy import Engine, select
 
-from trunkline.bot.events import parse_payload
-from trunkline.bot.router import RoutedEvent, Router
-from trunkline.bot.service import build_service
-from trunkline.clock import FakeClock, SystemClock
-from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
-from trunkline.github.adapter import PyGithubAdapter
-from trunkline.github.port import GitHubPort
-from trunkline.locks.leases import LockManager
-from trunkline.pipeline.composition import DispatchWiring, configure_dispatch
-from trunkline.pipeline.runner import PipelineService
+from trunkline.forge.testing import default_spec, running_forge
 from trunkline.pipeline.states import WorkState
-from trunkline.queue.service import QueueService
-from trunkline.settings import Settings
-from trunkline.store.jobs import JobStore
-from trunkline.store.runner import RunnerConfig, WorkerPool
-from trunkline.store.tables import AgentRun, Job
-from trunkline.store.testing import migrated_engine
 
 POLICY_YAML = f"""version: 1
 agents:
@@ -83,118 +62,22 @@ SCRIPT = [
 ]
 
 
-@dataclass
-class World:
-    forge: ForgeHandle
-    github: PyGithubAdapter
-    service: PipelineService
-    queue: QueueService
-    locks: LockManager
-    router: Router
-    pool: WorkerPool
-    engine: Engine
-
-    def new_issue(self, title: str) -> int:
-        response = httpx.post(
-            f"{self.forge.api_url}/repos/{REPO}/issues",
-            json={"title": title, "body": "add(2, 3) returns -1. Please fix it."},
-            headers={"Authorization": f"token {self.forge.token('alice')}"},
-            timeout=30,
-        )
-        response.raise_for_status()
-        return int(response.json()["number"])
-
-    def label(self, issue: int, login: str, delivery_id: str) -> None:
-        payload = labeled_payload(issue, login)
-        payload["repository"]["full_name"] = REPO
-        payload["installation"] = {"id": self.forge.installation_id}
-        parsed = parse_payload("issues", payload)
-        assert parsed is not None
-        self.router.dispatch(RoutedEvent(delivery_id, "issues", "labeled", parsed, payload))
-
-    def drain(self) -> None:
-        for _ in range(200):
-            if not self.pool.run_once("forge-test"):
-                return
-
-    def failed_jobs(self) -> list[tuple[str, str]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Job.kind, Job.last_error).where(Job.last_error.is_not(None))
-            ).all()
-        return [(row.kind, str(row.last_error)) for row in rows]
-
-    def agent_roles(self) -> list[str]:
-        with self.engine.connect() as conn:
-            return list(conn.execute(select(AgentRun.role).order_by(AgentRun.id)).scalars())
-
-
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """The production composition (`build_service` + `configure_dispatch`) on the forge."""
+def world(tmp_path: Path) -> Iterator[ForgeBot]:
+    """The production composition (`build_service` + `configure_dispatch`) on the forge, the
+    policy read from the repository's `.github/trunkline.yml`."""
     require_bwrap()
     source = write_source(tmp_path / "source")
     (source / ".github").mkdir()
     (source / ".github" / "trunkline.yml").write_text(POLICY_YAML)
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"responses": SCRIPT}))
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        agent_provider="scripted",
-        agent_script=script,
-        agent_model=MODEL,
-        agent_prices={MODEL: {"input": 3.0, "output": 15.0}},
-        sandbox_path=SANDBOX_PATH,
-        sandbox_command_timeout=120,
-    )
-    with running_forge(default_spec(source=source), data_dir=tmp_path / "forge") as forge:
-        clock = FakeClock(current=datetime.fromisoformat(forge.admin("GET", "health")["now"]))
-        http = httpx.Client(timeout=30)
-        engine = migrated_engine(f"sqlite:///{tmp_path / 'bot.db'}")
-        try:
-            clients = forge.app_clients(clock, http)
-            tokens = clients.tokens(forge.installation_id)
-            github = clients.for_installation(forge.installation_id)
-
-            def github_for(installation: int | None) -> GitHubPort:
-                assert installation == forge.installation_id
-                return github
-
-            queue = QueueService(engine, SystemClock())
-            wired: list[DispatchWiring] = []
-            service = build_service(
-                settings,
-                engine=engine,
-                configure=lambda s: wired.append(
-                    configure_dispatch(
-                        s,
-                        queue=queue,
-                        github_for=github_for,
-                        token_for=lambda installation: tokens.token(),
-                        repository_url=lambda repo: f"{forge.base_url}/{repo}.git",
-                    )
-                ),
-            )
-            service.handlers.register("queue_effect", lambda job: None)  # the queue runner's
-            pool = WorkerPool(
-                JobStore(engine, lease_seconds=60), service.handlers, RunnerConfig(threads=1)
-            )
-            yield World(
-                forge,
-                github,
-                wired[0].pipeline,
-                queue,
-                LockManager(engine),
-                service.router,
-                pool,
-                engine,
-            )
-        finally:
-            http.close()
-            engine.dispose()
+    with (
+        running_forge(default_spec(source=source), data_dir=tmp_path / "forge") as forge,
+        forge_bot(forge, tmp_path / "bot", SCRIPT, None) as bot,
+    ):
+        yield bot
 
 
-def test_pipeline_forge_maintainers_label_ends_in_the_merge_queue(world: World) -> None:
+def test_pipeline_forge_maintainers_label_ends_in_the_merge_queue(world: ForgeBot) -> None:
     issue = world.new_issue("add() subtracts")
 
     world.label(issue, "bob", "label-1")  # bob has write access
@@ -234,7 +117,7 @@ def test_pipeline_forge_maintainers_label_ends_in_the_merge_queue(world: World) 
     assert [lease.subsystem for lease in world.locks.held(REPO, f"issue-{issue}")] == ["default"]
 
 
-def test_pipeline_forge_outsiders_label_gets_a_polite_comment(world: World) -> None:
+def test_pipeline_forge_outsiders_label_gets_a_polite_comment(world: ForgeBot) -> None:
     issue = world.new_issue("please fix add()")
 
     world.label(issue, "carol", "label-carol")  # carol can only read
