@@ -26,6 +26,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Engine, select
@@ -33,6 +34,7 @@ from sqlalchemy import Engine, select
 from trunkline.agents.takeover import TAKEOVER, human_holder
 from trunkline.bot.approval_store import ApprovalRecords
 from trunkline.bot.check_reports import post_gate_checks
+from trunkline.clock import Clock, SystemClock
 from trunkline.github.model import Commit, PullFile, PullRequest, Review, ReviewState
 from trunkline.github.policy_file import read_policy
 from trunkline.github.port import GitHubPort
@@ -348,6 +350,7 @@ class GateRunner:
     queue: QueuePort | None
     bot_login: str | None
     team_members: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
 
     def read(
         self,
@@ -447,11 +450,13 @@ class GateRunner:
 
     def refresh(self, github: GitHubPort, repo: str, pr: int) -> GateReading:
         """Sync approvals, evaluate the gates on the PR head, post the check runs and tell
-        the queue (if the PR is queued)."""
+        the queue (if the PR is queued). The queue keeps the verdicts of the evaluation that
+        started reading last, so a slower, older evaluation racing this one cannot win."""
+        read_at = self.clock.now()
         reading = self.synced_read(github, repo, pr)
         if reading.pull.state == "open":
             post_gate_checks(github, repo, reading.head_sha, reading.reports, self.bot_login)
-        self.submit(reading)
+        self.submit(reading, read_at=read_at)
         log.info(
             "gates evaluated",
             extra={
@@ -463,7 +468,7 @@ class GateRunner:
         )
         return reading
 
-    def submit(self, reading: GateReading) -> None:
+    def submit(self, reading: GateReading, *, read_at: datetime | None = None) -> None:
         """Tell the queue (if the PR is queued); with an invalid policy, the queue of the
         PR's base branch learns that every gate fails."""
         if self.queue is None:
@@ -489,5 +494,7 @@ class GateRunner:
         if entry.head_sha != reading.head_sha and reading.head_sha == reading.pull.head_sha:
             self.queue.submit(reading.repo, base, PrHeadChanged(reading.pr, reading.head_sha))
         self.queue.submit(
-            reading.repo, base, GatesUpdated(reading.pr, reading.head_sha, reading.reports)
+            reading.repo,
+            base,
+            GatesUpdated(reading.pr, reading.head_sha, reading.reports, read_at=read_at),
         )

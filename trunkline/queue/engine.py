@@ -198,8 +198,11 @@ class _Step(Scheduler):
             return
         verdicts = {v.gate: v for v in entry.verdicts if v.head_sha == entry.head_sha}
         for report in event.reports:
+            known = verdicts.get(report.gate)
+            if _read_before(event.read_at, known.read_at if known is not None else None):
+                continue  # an evaluation that read before the one in force: stale
             verdicts[report.gate] = GateVerdict(
-                report.gate, entry.head_sha, report.ok, report.detail
+                report.gate, entry.head_sha, report.ok, report.detail, event.read_at
             )
         updated = replace(entry, verdicts=tuple(verdicts[g] for g in sorted(verdicts)))
         if updated == entry:
@@ -382,3 +385,8 @@ class _Step(Scheduler):
                 "The CI did not report in time. Fix the CI (or raise the timeout) and queue the "
                 "PR again.",
             )
+
+
+def _read_before(read_at: datetime | None, known: datetime | None) -> bool:
+    """Whether a report read at `read_at` is older than the verdict read at `known`."""
+    return read_at is not None and known is not None and read_at < known

@@ -13,6 +13,7 @@ the entry's current head is ignored; runners re-evaluate the gates after a `PrHe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from trunkline.queue.model import CheckConclusion, Gate, Priority, QueueConfig
 
@@ -52,11 +53,14 @@ class GateReport:
 
 @dataclass(frozen=True)
 class GatesUpdated:
-    """Gate verdicts for `pr` at `head_sha` (any subset of the gates; later ones replace)."""
+    """Gate verdicts for `pr` at `head_sha` (any subset of the gates; later ones replace).
+    `read_at`: when the evaluation started reading; a report read before the verdict it
+    would replace is ignored, so two evaluations racing cannot leave the older one in force."""
 
     pr: int
     head_sha: str
     reports: tuple[GateReport, ...]
+    read_at: datetime | None = None
 
 
 @dataclass(frozen=True)

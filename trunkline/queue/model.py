@@ -205,6 +205,7 @@ class GateVerdict:
     head_sha: str
     ok: bool
     detail: str
+    read_at: datetime | None = None  # when the evaluation that gave it started reading
 
 
 @dataclass(frozen=True)

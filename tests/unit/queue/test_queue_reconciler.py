@@ -164,3 +164,22 @@ def test_entries_without_verdicts_on_their_head_are_named_for_a_gate_refresh() -
     reports = tuple(ev.GateReport(gate, gate is not ALL_GATES[0]) for gate in ALL_GATES)
     state, _ = step(state, ev.GatesUpdated(7, "d" * 40, reports), NOW)
     assert unevaluated(state) == ()  # a failed gate is a verdict, not a missing one
+
+
+def test_an_evaluation_that_read_earlier_never_replaces_a_later_one() -> None:
+    """Two gate evaluations race: the one that started reading later (review passed) is
+    submitted first; the older one (review not yet posted) arrives after it and is ignored."""
+    state = initial_state("acme/app", QueueConfig(base="main", required_checks=("ci",)), BASE)
+    state, _ = step(state, ev.Enqueue(7, HEAD, Priority.NORMAL), NOW)
+    later, earlier = NOW.replace(second=30), NOW.replace(second=10)
+    passing = tuple(ev.GateReport(gate, True) for gate in ALL_GATES)
+    stale = tuple(ev.GateReport(gate, gate is not ALL_GATES[1]) for gate in ALL_GATES)
+    state, effects = step(state, ev.GatesUpdated(7, HEAD, passing, read_at=later), NOW)
+    assert any(isinstance(effect, BuildIntegration) for effect in effects)
+    after, produced = step(state, ev.GatesUpdated(7, HEAD, stale, read_at=earlier), NOW)
+    assert after == state and produced == ()
+    # a newer evaluation still replaces it, and one without a read time is taken as news
+    newer = NOW.replace(second=50)
+    state, _ = step(state, ev.GatesUpdated(7, HEAD, stale, read_at=newer), NOW)
+    entry = state.entry(7)
+    assert entry is not None and not entry.gates_pass
