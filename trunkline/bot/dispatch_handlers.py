@@ -32,11 +32,13 @@ from sqlalchemy import select
 
 from trunkline.bot.events import IssuesEvent, PullRequestEvent, PullRequestReviewEvent
 from trunkline.bot.router import RoutedEvent, Router
+from trunkline.errors import RetryableError
 from trunkline.github.model import Permission as GitHubPermission
 from trunkline.github.port import GitHubPort
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.model import WorkItem
 from trunkline.pipeline.runner import PipelineService
+from trunkline.pipeline.states import WorkState
 from trunkline.policies.model import Permission
 from trunkline.store.jobs import ClaimedJob
 from trunkline.store.tables import QueueEntry
@@ -224,6 +226,12 @@ class DispatchHandlers:
         item = self._item_of_pr(repo, pr)
         if item is None:
             return  # not a work item's PR (a person's PR in the queue)
+        if item.state is WorkState.READY:
+            # the queue acted before the item recorded its own Enqueue (a slow or retried
+            # Enqueue job): deliver this once the item is queued_for_merge, never drop it
+            raise RetryableError(
+                f"{repo}#{item.issue} has not recorded entering the queue yet", retry_after=2.0
+            )
         if job.payload["state"] == "merged":
             sha = str(job.payload.get("merged_sha") or job.payload.get("head_sha") or "")
             event: ev.Event = ev.Merged(pr, sha)

@@ -315,6 +315,9 @@ class QueueService:
 
 
 DEPARTURES_REPORTED = frozenset({"merged", "ejected"})
+DEPARTURE_JOB_MAX_ATTEMPTS = 20
+"""A listener may ask to be told again later (the work item has not recorded its Enqueue yet):
+with the job runner's backoff, 20 attempts span hours."""
 
 
 def departure_job(kind: str, repo: str, base: str, departure: Departure) -> NewJob:
@@ -333,6 +336,7 @@ def departure_job(kind: str, repo: str, base: str, departure: Departure) -> NewJ
             "reason": departure.reason,
         },
         priority=3,
+        max_attempts=DEPARTURE_JOB_MAX_ATTEMPTS,
     )
 
 

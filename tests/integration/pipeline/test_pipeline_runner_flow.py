@@ -7,6 +7,7 @@ durable jobs, locks, GitHub writes, the merge queue's `Enqueue` — is the produ
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from pipeline_harness import (
 )
 from sqlalchemy import func, select
 
-from trunkline.errors import TerminalError
+from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB
+from trunkline.errors import RetryableError, TerminalError
 from trunkline.github.model import Permission, PullFile, ReviewLineComment, ReviewState
 from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
@@ -35,7 +37,7 @@ from trunkline.policies.model import Policy
 from trunkline.queue import events as qev
 from trunkline.queue.effects import BuildIntegration, FastForwardBase
 from trunkline.queue.model import ALL_GATES, CheckConclusion
-from trunkline.store.jobs import NewJob
+from trunkline.store.jobs import ClaimedJob, NewJob
 from trunkline.store.tables import Job, TimelineEvent
 from trunkline.store.tables import WorkItem as WorkItemRow
 
@@ -600,3 +602,56 @@ def test_pipeline_runner_steers_only_by_reviews_of_people_who_may_dispatch(
     harness.drain()
     assert agents.calls.count("execute") == 2
     assert any("src/widget.py:3: handle an empty widget" in f for f in agents.feedback[-1])
+
+
+def test_pipeline_runner_keeps_a_merge_the_queue_reports_before_the_item_records_its_enqueue(
+    tmp_path: Path,
+) -> None:
+    """The queue may merge a PR while the item's Enqueue job is still running (a slow or
+    retried job): the departure must wait for the item, not be dropped."""
+    harness, _ = _setup(tmp_path)
+    early: list[BaseException | None] = []
+
+    def enqueue_slowly(command: cmd.Enqueue, context: CommandContext) -> Performed:
+        job = ClaimedJob(
+            1,
+            "departure",
+            QUEUE_DEPARTURE_JOB,
+            {"repo": REPO, "pr": command.pr, "state": "merged", "merged_sha": "d" * 40},
+            1,
+            20,
+            "test",
+            datetime.now(UTC),
+        )
+        try:  # the queue merged it already; the item is still `ready`
+            harness.handlers.queue_departure_job(job)
+            early.append(None)
+        except RetryableError as error:
+            early.append(error)
+        return Performed(ev.Enqueued(command.key, command.pr))
+
+    harness.service.performers[cmd.Enqueue] = enqueue_slowly  # in place of the real one
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    harness.drain()
+    assert len(early) == 1
+    assert isinstance(early[0], RetryableError)  # told to try again, not dropped
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.QUEUED_FOR_MERGE
+    # the job runner's retry now finds the item in the queue: it merges
+    harness.handlers.queue_departure_job(
+        ClaimedJob(
+            1,
+            "departure",
+            QUEUE_DEPARTURE_JOB,
+            {"repo": REPO, "pr": item.pr, "state": "merged", "merged_sha": "d" * 40},
+            2,
+            20,
+            "test",
+            datetime.now(UTC),
+        )
+    )
+    merged = harness.service.item(REPO, issue)
+    assert merged is not None
+    assert merged.state is WorkState.MERGED

@@ -177,9 +177,11 @@ def test_an_evaluation_that_read_earlier_never_replaces_a_later_one() -> None:
     state, effects = step(state, ev.GatesUpdated(7, HEAD, passing, read_at=later), NOW)
     assert any(isinstance(effect, BuildIntegration) for effect in effects)
     after, produced = step(state, ev.GatesUpdated(7, HEAD, stale, read_at=earlier), NOW)
-    assert after == state and produced == ()
+    assert after == state
+    assert produced == ()
     # a newer evaluation still replaces it, and one without a read time is taken as news
     newer = NOW.replace(second=50)
     state, _ = step(state, ev.GatesUpdated(7, HEAD, stale, read_at=newer), NOW)
     entry = state.entry(7)
-    assert entry is not None and not entry.gates_pass
+    assert entry is not None
+    assert not entry.gates_pass
