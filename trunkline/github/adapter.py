@@ -205,6 +205,13 @@ class PyGithubAdapter:
             pull = parse.pull_request(repo, self._get("get_pull", path))
         return pull
 
+    def find_open_pull(self, repo: str, *, head: str, base: str) -> PullRequest | None:
+        owner = repo.split("/", 1)[0]
+        params = {"state": "open", "head": f"{owner}:{head}", "base": base}
+        for item in self._list("find_open_pull", f"{_repo_path(repo)}/pulls", params=params):
+            return parse.pull_request(repo, item)
+        return None
+
     def list_pull_files(self, repo: str, number: int) -> tuple[PullFile, ...]:
         items = self._list("list_pull_files", f"{_repo_path(repo)}/pulls/{number}/files")
         return tuple(parse.pull_file(item) for item in items)

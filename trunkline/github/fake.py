@@ -301,6 +301,13 @@ class FakeGitHub:
         self._record("get_pull", repo, number, wait_for_mergeable)
         return self._pull(repo, number)
 
+    def find_open_pull(self, repo: str, *, head: str, base: str) -> PullRequest | None:
+        self._record("find_open_pull", repo, head, base)
+        for pull in self._repo(repo).pulls.values():
+            if (pull.head_ref, pull.base_ref, pull.state) == (head, base, "open"):
+                return pull
+        return None
+
     def list_pull_files(self, repo: str, number: int) -> tuple[PullFile, ...]:
         self._record("list_pull_files", repo, number)
         self._pull(repo, number)

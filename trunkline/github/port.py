@@ -65,6 +65,10 @@ class GitHubPort(Protocol):
         must treat as not mergeable."""
         ...
 
+    def find_open_pull(self, repo: str, *, head: str, base: str) -> PullRequest | None:
+        """The open pull request from branch `head` (of `repo` itself) into `base`, if any."""
+        ...
+
     def list_pull_files(self, repo: str, number: int) -> tuple[PullFile, ...]:
         """Files the PR changes (GitHub lists at most 3000)."""
         ...

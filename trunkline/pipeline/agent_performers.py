@@ -687,15 +687,18 @@ class AgentPerformers:
             if recorded.get("run") == context.item.run:
                 number = int(recorded["number"])
         if number is None:
-            title = github.get_issue(context.repo, context.issue).title
-            check(self.engine, fence)  # right before the pull request is created
-            pull = github.create_pull(
-                context.repo,
-                title=title,
-                head=worktree.branch,
-                base=policy.queue.base,
-                body=pull_request_body(context.issue, command),
-            )
+            # a job killed after creating the PR and before noting it: adopt that PR
+            pull = github.find_open_pull(context.repo, head=worktree.branch, base=policy.queue.base)
+            if pull is None:
+                title = github.get_issue(context.repo, context.issue).title
+                check(self.engine, fence)  # right before the pull request is created
+                pull = github.create_pull(
+                    context.repo,
+                    title=title,
+                    head=worktree.branch,
+                    base=policy.queue.base,
+                    body=pull_request_body(context.issue, command),
+                )
             number = pull.number
             run = context.item.run
 

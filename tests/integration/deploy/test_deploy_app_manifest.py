@@ -50,6 +50,7 @@ PORT_OPERATIONS: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
     "get_pull": (("pulls/get",), ("pull_requests", READ)),
     "list_pull_files": (("pulls/list-files",), ("pull_requests", READ)),
     "list_reviews": (("pulls/list-reviews",), ("pull_requests", READ)),
+    "find_open_pull": (("pulls/list",), ("pull_requests", READ)),
     "list_review_comments": (("pulls/list-review-comments",), ("pull_requests", READ)),
     "list_pull_commits": (("pulls/list-commits",), ("pull_requests", READ)),
     "compare_commits": (("repos/compare-commits-with-basehead",), ("contents", READ)),

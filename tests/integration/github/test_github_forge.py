@@ -203,9 +203,16 @@ def test_review_line_comments_close_pull_and_close_issue(rig: Rig) -> None:
             comments=[ReviewLineComment("README.md", 1, "not changed here")],
         )
 
+    found = github.find_open_pull(REPO, head=f"trunkline/issue-{number}-add-login", base="main")
+    assert found is not None
+    assert found.number == pull.number
+    assert github.find_open_pull(REPO, head="no-such-branch", base="main") is None
     closed = github.close_pull(REPO, pull.number)
     assert (closed.state, closed.merged) == ("closed", False)
     assert github.close_pull(REPO, pull.number).state == "closed"
+    assert (
+        github.find_open_pull(REPO, head=f"trunkline/issue-{number}-add-login", base="main") is None
+    )
     issue = github.close_issue(REPO, number)
     assert issue.state == "closed"
     assert github.close_issue(REPO, number).state == "closed"

@@ -203,3 +203,15 @@ def test_review_line_comments_must_be_on_files_of_the_diff() -> None:
             body="x",
             comments=[ReviewLineComment("elsewhere.py", 1, "no")],
         )
+
+
+def test_find_open_pull_by_head_and_base() -> None:
+    github = FakeGitHub()
+    github.add_repo("o/r")
+    pull = github.add_pull("o/r", head_ref="feature", head_sha="a" * 40)
+    found = github.find_open_pull("o/r", head="feature", base="main")
+    assert found is not None
+    assert found.number == pull.number
+    assert github.find_open_pull("o/r", head="feature", base="release") is None
+    github.close_pull("o/r", pull.number)
+    assert github.find_open_pull("o/r", head="feature", base="main") is None
