@@ -72,6 +72,14 @@ def remove_worktree_locked(mirror: Path, path: Path) -> None:
     run_git(mirror, "worktree", "prune")
 
 
+def _head_resolves(worktree: Path) -> bool:
+    """Whether the worktree's HEAD names a commit the mirror has: a process killed while the
+    worktree was being made can leave a HEAD naming nothing, and every later fetch of the
+    mirror then fails with "bad object worktrees/.../HEAD"."""
+    result = run_git(worktree, "rev-parse", "--verify", "--quiet", "HEAD^{commit}", check=False)
+    return result.status == 0
+
+
 def stale_lock_files(git_dir: Path, older_than: float) -> list[Path]:
     """Git lock files and `worktree add` markers under `git_dir` older than `older_than`."""
     found: list[Path] = []
@@ -123,7 +131,7 @@ def recover_locked(
             kept[path] = branch  # not ours to judge
             continue
         match = _ITEM_DIR.match(path.name)
-        healthy = match is not None and (path / ".git").is_file()
+        healthy = match is not None and (path / ".git").is_file() and _head_resolves(path)
         wanted = active_items is None or (match is not None and int(match[1]) in active_items)
         if healthy and wanted:
             kept[path] = branch

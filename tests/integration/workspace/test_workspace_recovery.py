@@ -173,3 +173,20 @@ def test_benchmark_runs_and_finds_the_planted_conflicts() -> None:
     results = run_benchmark(files=10, branches=5)
     assert results["conflicts_found"] == 3.0  # branch 0 conflicts, for each of 3 methods
     assert all(value > 0 for key, value in results.items() if key.endswith("_per_second"))
+
+
+def test_a_worktree_whose_head_names_nothing_is_removed_and_the_mirror_fetches_again(
+    tmp_path: Path, remote: str
+) -> None:
+    """A process killed while a worktree was being made can leave a HEAD naming an object the
+    mirror never got; every fetch then fails ("bad object worktrees/.../HEAD")."""
+    data = tmp_path / "data"
+    spec = RepositorySpec("acme/widgets", remote)
+    workspace = Workspace(data, BOT)
+    tree = workspace.create_worktree(spec, 2, "broken", "main", None)
+    admin = workspace.mirror_path(spec) / "worktrees" / tree.path.name
+    (admin / "HEAD").write_text("1234567890abcdef1234567890abcdef12345678\n")
+    report = workspace.recover(spec, active_items={2})
+    assert [path.name for path in report.removed_worktrees] == [tree.path.name]
+    again = workspace.create_worktree(spec, 2, "broken", "main", None)
+    assert (again.path / "a.txt").read_text() == "a\n"
