@@ -290,6 +290,9 @@ class Queue(_Section):
     merge_isolated: Flag = Field(
         False, description="Fast-forward a passed isolation build on the base (empty stack)."
     )
+    isolation_slots: Count = Field(
+        0, description="Isolation builds at once beside the stack (0: they share parallel_checks)."
+    )
     parallel_bisection: Flag = Field(
         False, description="Test a failed build's prefixes and a rerun at once (not with pretest)."
     )

@@ -45,6 +45,7 @@ def queue_config_from_policy(queue: PolicyQueue) -> QueueConfig:
         speculation_floor=queue.speculation_floor,
         cleared_batch_size=queue.cleared_batch_size,
         merge_isolated=queue.merge_isolated,
+        isolation_slots=queue.isolation_slots,
         parallel_bisection=queue.parallel_bisection,
         bisection_holds_stack=queue.bisection_holds_stack,
     )

@@ -71,6 +71,19 @@ class FailureRules(StepTransaction):
             else:
                 self.leave(entry, OutcomeKind.EJECTED, reason, detail, head_sha=build.head_of(pr))
 
+    def backlogged(self) -> bool:
+        """At least a full batch of PRs waits that no isolation build has passed and that are
+        in no build or bisection: an untested second half then rejoins them instead of being
+        tested on its own (a full batch clears more PRs per CI run than a half)."""
+        s = self.state
+        busy = {pr for b in s.builds for pr in b.prs}
+        busy |= {pr for pair in s.pairs for pr in pair.second}
+        busy |= {pr for group in (*s.bisect_groups, *self.restored) for pr in group}
+        fresh = sum(
+            1 for e in s.entries if e.pr not in busy and (e.pr, e.head_sha) not in s.cleared
+        )
+        return fresh >= s.config.batch_size
+
     def split(self, prs: tuple[int, ...], reason: str, detail: str) -> None:
         """Bisect `prs` (at least two), known to hold a culprit: test the first half."""
         middle = (len(prs) + 1) // 2
@@ -83,6 +96,8 @@ class FailureRules(StepTransaction):
         keep = []
         for pair in self.state.pairs:
             if prs & set(pair.first):
+                if self.state.config.pretest and self.backlogged():
+                    continue  # untested again: its PRs rejoin the fresh ones in full batches
                 self.restored.append(pair.second)
             else:
                 keep.append(pair)

@@ -124,6 +124,14 @@ class QueueConfig:
     `batch_size`) is the largest stacked batch of cleared PRs (they rarely fail, so larger
     batches cost little); `merge_isolated` fast-forwards a passed isolation build made on the
     current base when the stack is empty, instead of testing its PRs again in the stack.
+    While a full batch of untested PRs waits, the untested second half of a bisected batch
+    rejoins them (tested again in a full batch) instead of being tested on its own.
+
+    `isolation_slots` (0: off; with `pretest`) gives isolation builds (`pretest` batches
+    and halves of failed batches) their own slots: up to that many run at once beside the
+    `parallel_checks` stacked builds, instead of taking the stack's slots. With more slots
+    than CI runners the CI's own queue keeps every runner busy, and a shallow stack of
+    cleared PRs collects them into large batches.
 
     `parallel_bisection` (not with `pretest`): a failed build of n PRs starts one *probe
     round* at once, on the base the failed build had: its n-1 proper prefixes (isolation
@@ -151,6 +159,7 @@ class QueueConfig:
     merge_isolated: bool = False
     parallel_bisection: bool = False
     bisection_holds_stack: bool = True
+    isolation_slots: int = 0  # 0: isolation builds take the stack's `parallel_checks` slots
 
     def app_for(self, check: str) -> str | None:
         """The App slug `check` is pinned to, or None when any App (but trunkline) counts."""
@@ -193,6 +202,15 @@ class QueueConfig:
             raise QueueConfigError("queue.cleared_batch_size must be >= 0 (0: batch_size)")
         if self.parallel_bisection and self.pretest:
             raise QueueConfigError("queue.parallel_bisection cannot be combined with pretest")
+        if self.isolation_slots and not self.pretest:
+            raise QueueConfigError(
+                "queue.isolation_slots needs pretest: it gives pretest's isolation builds "
+                "slots of their own"
+            )
+        if self.isolation_slots < 0:
+            raise QueueConfigError(
+                "queue.isolation_slots must be >= 0 (0: isolation builds share parallel_checks)"
+            )
         if self.batch_wait < timedelta(0):
             raise QueueConfigError("queue.batch_wait must not be negative")
 

@@ -8,10 +8,11 @@ of every step:
    bisections whose first half passed convict their second half;
 3. the front build (on the queue's base, not failed, not an isolation build) is
    fast-forwarded when every required check passed on its exact integration SHA;
-4. while fewer than `parallel_checks` builds are active: halves of failed batches first (as
-   isolation builds on the base), then a new batch stacked on the integration commit of the
-   nearest build ahead that has not failed (`pretest`: new PRs first go through isolation
-   batches; only cleared PRs are stacked).
+4. while a slot is free: halves of failed batches first (as isolation builds on the base),
+   then a new batch stacked on the integration commit of the nearest build ahead that has not
+   failed (`pretest`: new PRs first go through isolation batches; only cleared PRs are
+   stacked). Every build takes one of the `parallel_checks` slots, unless `isolation_slots`
+   gives isolation builds their own.
 
 A batch takes up to `batch_size` eligible entries in queue order, once it is full, its oldest
 entry has waited `batch_wait`, or one of its PRs already passed an isolation build.
@@ -24,7 +25,7 @@ from dataclasses import replace
 from trunkline.queue.effects import BuildIntegration, FastForwardBase, integration_branch
 from trunkline.queue.model import Build, BuildState, Entry
 from trunkline.queue.probes import ProbeRules
-from trunkline.queue.transaction import active_builds, all_passed
+from trunkline.queue.transaction import active_builds, active_isolation_builds, all_passed
 
 
 class Scheduler(ProbeRules):
@@ -65,9 +66,17 @@ class Scheduler(ProbeRules):
             groups = (*self.restored, *self.state.bisect_groups)
             self.state = replace(self.state, bisect_groups=groups)
             self.restored.clear()
-        while active_builds(self.state) < self.state.config.parallel_checks:
-            stack_on = self.stack_base()
-            group = self.next_group(stack=stack_on is not None)
+        while True:
+            stack_free = active_builds(self.state) < config.parallel_checks
+            isolation_free = (
+                active_isolation_builds(self.state) < config.isolation_slots
+                if config.isolation_slots > 0
+                else stack_free
+            )
+            if not (stack_free or isolation_free):
+                return
+            stack_on = self.stack_base() if stack_free else None
+            group = self.next_group(stack=stack_on is not None, isolation=isolation_free)
             if group is None:
                 return
             entries, bisecting = group
@@ -181,7 +190,9 @@ class Scheduler(ProbeRules):
         every build and of every second half waiting for a bisection verdict)."""
         return entry.pr not in building and entry.gates_pass and entry.leave_reason is None
 
-    def next_group(self, *, stack: bool = True) -> tuple[tuple[Entry, ...], bool] | None:
+    def next_group(
+        self, *, stack: bool = True, isolation: bool = True
+    ) -> tuple[tuple[Entry, ...], bool] | None:
         """The next build's entries and whether it is a bisection half: the halves of failed
         batches first (members that are no longer eligible drop out of them), then up to
         `batch_size` eligible entries in queue order, once the batch is full or the oldest of
@@ -189,7 +200,7 @@ class Scheduler(ProbeRules):
         s = self.state
         building = {pr for b in s.builds for pr in b.prs}
         building |= {pr for pair in s.pairs for pr in pair.second}
-        groups = list(s.bisect_groups)
+        groups = list(s.bisect_groups) if isolation else []
         while groups:
             group = groups.pop(0)
             self.state = replace(self.state, bisect_groups=tuple(groups))
@@ -198,6 +209,8 @@ class Scheduler(ProbeRules):
             )
             if members:
                 return members, True
+        # Halves still waiting for an isolation slot are reserved for their isolation build.
+        building |= {pr for group in self.state.bisect_groups for pr in group}
         config = s.config
         ready = [e for e in s.entries if self.eligible(e, building)]
         if config.pretest:
@@ -208,7 +221,7 @@ class Scheduler(ProbeRules):
             room = self.speculation_room() if stack else 0
             if room > 0 and fresh:
                 return tuple(fresh[:room]), False
-            batch = self.fill(fresh)
+            batch = self.fill(fresh) if isolation else None
             return None if batch is None else (batch, True)
         if not stack:
             return None

@@ -91,6 +91,7 @@ def strategy_config(
     merge_isolated: bool = False,
     parallel_bisection: bool = False,
     bisection_holds_stack: bool = True,
+    isolation_slots: int = 0,
 ) -> QueueConfig:
     """A queue configuration for the simulation (one required check; timeouts out of the way:
     the simulated CI always reports, possibly after a long wait for a runner)."""
@@ -109,6 +110,7 @@ def strategy_config(
         merge_isolated=merge_isolated,
         parallel_bisection=parallel_bisection,
         bisection_holds_stack=bisection_holds_stack,
+        isolation_slots=isolation_slots,
     )
 
 
@@ -401,6 +403,7 @@ class StrategyConfig:
     merge_isolated: bool = False
     parallel_bisection: bool = False
     bisection_holds_stack: bool = True
+    isolation_slots: int = 0
 
     def queue_config(self) -> QueueConfig:
         return strategy_config(
@@ -414,13 +417,16 @@ class StrategyConfig:
             self.merge_isolated,
             self.parallel_bisection,
             self.bisection_holds_stack,
+            self.isolation_slots,
         )
 
 
 def search_grid(ci_concurrency: int) -> tuple[StrategyConfig, ...]:
     """The trunkline configurations the benchmark tries, each on every seed: `pretest` with a
     speculation floor, cleared batches of up to 16, with or without `merge_isolated`
-    (speculation as deep as the CI has runners: isolation and stacked builds share them), and
+    (speculation as deep as the CI has runners: isolation and stacked builds share them);
+    `pretest` with isolation builds in slots of their own (one more than the CI has runners)
+    beside a stack of one build that collects cleared PRs into batches of up to 32; and
     parallel bisection (small batches; a shallow stack holding during a round, or the full
     depth rebuilt at once behind a failure). Fixed batches without `pretest` were dropped from
     the grid: on every seed they merged less than these."""
@@ -429,6 +435,12 @@ def search_grid(ci_concurrency: int) -> tuple[StrategyConfig, ...]:
         for floor in (0.3, 0.4)
         for merge_isolated in (False, True)
     )
+    separate = tuple(
+        StrategyConfig(
+            batch, 1, 0.0, 0, True, 0.3, 32, merge_isolated=True, isolation_slots=ci_concurrency + 1
+        )
+        for batch in (6, 8)
+    )
     shallow = max(1, (ci_concurrency + 1) // 2)
     probing = (
         StrategyConfig(4, shallow, 0.0, 0, False, parallel_bisection=True),
@@ -436,7 +448,7 @@ def search_grid(ci_concurrency: int) -> tuple[StrategyConfig, ...]:
             3, ci_concurrency, 0.0, 0, False, parallel_bisection=True, bisection_holds_stack=False
         ),
     )
-    return adaptive + probing
+    return adaptive + separate + probing
 
 
 def summarize(results: list[SimulationResult]) -> dict[str, float]:

@@ -279,13 +279,23 @@ class StepTransaction:
 
 
 def active_builds(state: QueueState) -> int:
-    """Builds that hold a slot: every build except failed ones waiting to be judged and the
-    builds of a probe round (bounded by the failed build's size instead)."""
+    """Builds that hold a `parallel_checks` slot: every build except failed ones waiting to be
+    judged, the builds of a probe round (bounded by the failed build's size instead) and, with
+    `isolation_slots`, isolation builds (they have slots of their own)."""
+    separate = state.config.isolation_slots > 0
     return sum(
         1
         for build in state.builds
-        if build.failure is None and build.probe_of is None and not build.probed
+        if build.failure is None
+        and build.probe_of is None
+        and not build.probed
+        and not (separate and build.bisecting)
     )
+
+
+def active_isolation_builds(state: QueueState) -> int:
+    """Isolation builds that hold an `isolation_slots` slot (not failed, not a probe)."""
+    return sum(1 for b in state.builds if b.bisecting and b.failure is None and b.probe_of is None)
 
 
 def with_check(build: Build, result: CheckResult) -> Build:

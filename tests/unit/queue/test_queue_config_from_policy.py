@@ -39,6 +39,7 @@ def test_every_field_is_mapped() -> None:
                 "speculation_floor": 0.4,
                 "cleared_batch_size": 16,
                 "merge_isolated": True,
+                "isolation_slots": 6,
             }
         )
     )
@@ -58,6 +59,7 @@ def test_every_field_is_mapped() -> None:
         speculation_floor=0.4,
         cleared_batch_size=16,
         merge_isolated=True,
+        isolation_slots=6,
     )
     assert config.app_for("lint") == "github-actions"
     assert config.app_for("ci") is None

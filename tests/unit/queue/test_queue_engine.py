@@ -755,6 +755,8 @@ def test_queue_engine_explain_describes_position_state_and_every_gate() -> None:
         ({"base": " "}, "base branch must not be empty"),
         ({"speculation_floor": 1.5}, "speculation_floor must be between 0 and 1"),
         ({"cleared_batch_size": -1}, "cleared_batch_size must be >= 0"),
+        ({"isolation_slots": -1, "pretest": True}, "isolation_slots must be >= 0"),
+        ({"isolation_slots": 2}, "isolation_slots needs pretest"),
     ],
 )
 def test_queue_config_rejects_values_it_cannot_run(changes: dict[str, object], words: str) -> None:
@@ -1140,3 +1142,39 @@ def test_queue_engine_cleared_batch_size_bounds_batches_of_cleared_prs(
     for event in (ev.Tick(), ev.IntegrationBuilt("b1", "J1"), ci_passed("J1")):
         state, _ = step(state, event, later)
     assert [(b.prs, b.bisecting) for b in state.builds] == [(stacked, False)]
+
+
+def test_queue_engine_isolation_slots_run_isolation_builds_beside_the_stack() -> None:
+    config = replace(ONE_CHECK, batch_size=1, parallel_checks=1, pretest=True)
+    events = [e for pr in (1, 2, 3, 4) for e in (ev.Enqueue(pr, f"h{pr}"), gates(pr, f"h{pr}"))]
+    events += [ev.IntegrationBuilt("b1", "J1"), ci_passed("J1")]  # #1 cleared: stacked
+    shared, _ = drive(config, *events)
+    # One slot for everything: #1's isolation build, then #1 stacked; #2-#4 wait.
+    assert [(b.prs, b.bisecting) for b in shared.builds] == [((1,), False)]
+    separate, _ = drive(replace(config, isolation_slots=2), *events)
+    # Two isolation builds at a time beside the one stacked build.
+    assert [(b.prs, b.bisecting) for b in separate.builds] == [
+        ((2,), True),
+        ((1,), False),
+        ((3,), True),
+    ]
+    assert {b.base_sha for b in separate.builds} == {"B0"}
+
+
+@pytest.mark.parametrize(("waiting", "next_isolation_build"), [(0, (2,)), (2, (2, 3))])
+def test_queue_engine_untested_half_rejoins_a_backlog_of_untested_prs(
+    waiting: int, next_isolation_build: tuple[int, ...]
+) -> None:
+    """A failed first half leaves its second half untested: tested on its own while the queue
+    is short, back among the untested PRs (tested in a full batch) while a full batch waits."""
+    config = replace(ONE_CHECK, batch_size=2, pretest=True, batch_wait=timedelta(minutes=10))
+    events = [e for pr in (1, 2) for e in (ev.Enqueue(pr, f"h{pr}"), gates(pr, f"h{pr}"))]
+    events += [ev.IntegrationBuilt("b1", "J1"), failed("J1", "bad")]  # bisected: b2 is #1
+    for pr in range(3, 3 + waiting):
+        events += [ev.Enqueue(pr, f"h{pr}"), gates(pr, f"h{pr}")]
+    state, _ = drive(config, *events)
+    assert [(b.prs, b.bisecting) for b in state.builds] == [((1,), True)]
+    state, _ = drive(config, *events, ev.IntegrationBuilt("b2", "J2"), failed("J2", "bad"))
+    assert 1 not in {e.pr for e in state.entries}  # ejected: it failed alone
+    assert not state.pairs
+    assert [(b.prs, b.bisecting) for b in state.builds] == [(next_isolation_build, True)]

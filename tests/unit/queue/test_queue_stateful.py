@@ -10,9 +10,10 @@ every entry must have ended merged, ejected or dequeued with a reason (liveness)
 
 Each run draws its throughput strategy (batch_size 1..4, parallel_checks 1..3, a batch wait
 or none, flake retries, pretest with a speculation floor, a cleared batch size and direct
-fast-forwards of isolation builds, or parallel bisection holding the stack or not), so
-batches, bisection and speculative builds are exercised with the same invariants, plus: at
-most parallel_checks active builds (a probe round is bounded by its failed build), builds form
+fast-forwards of isolation builds, or parallel bisection holding the stack or not, and
+isolation slots of their own or none), so batches, bisection and speculative builds are
+exercised with the same invariants, plus: at most parallel_checks active stacked builds and
+isolation_slots isolation builds (a probe round is bounded by its failed build), builds form
 one stack on the base, a probe is a prefix of its failed build on that build's base, a bad PR
 is never merged, and a merged SHA contains exactly the PRs of the passed builds.
 """
@@ -213,6 +214,7 @@ class QueueMachine(RuleBasedStateMachine):
             if after.config.pretest:  # only PRs that passed their isolation build stack
                 eligible = eligible and (entry.pr, entry.head_sha) in after.cleared
             held = {pr for pair in after.pairs for pr in pair.second}
+            held |= {pr for group in after.bisect_groups for pr in group}  # reserved halves
             eligible = eligible and entry.pr not in held  # waiting for a bisection verdict
             assert in_build or not eligible, f"#{entry.pr} was skipped for #{first_pr}"
 
@@ -225,6 +227,10 @@ class QueueMachine(RuleBasedStateMachine):
         assert keys == sorted(keys)
         assert len({e.pr for e in s.entries}) == len(s.entries)
         active = [b for b in s.builds if b.failure is None and not b.probe_of and not b.probed]
+        if s.config.isolation_slots:  # isolation builds have slots of their own
+            isolating = [b for b in active if b.bisecting]
+            assert len(isolating) <= s.config.isolation_slots
+            active = [b for b in active if not b.bisecting]
         assert len(active) <= s.config.parallel_checks
         # A probe round (parallel bisection) retests prefixes of its failed build: a PR may be
         # in that build and its probes, and nowhere else.
@@ -281,6 +287,7 @@ class QueueMachine(RuleBasedStateMachine):
         cleared=st.sampled_from((0, 5)),
         merge_isolated=st.booleans(),
         probes=st.sampled_from(("off", "off", "hold", "aside")),
+        isolation_slots=st.sampled_from((0, 0, 1, 3)),
     )
     def start(
         self,
@@ -294,6 +301,7 @@ class QueueMachine(RuleBasedStateMachine):
         cleared: int,
         merge_isolated: bool,
         probes: str,
+        isolation_slots: int,
     ) -> None:
         parallel_bisection = probes != "off"
         config = QueueConfig(
@@ -312,6 +320,7 @@ class QueueMachine(RuleBasedStateMachine):
             merge_isolated=merge_isolated,
             parallel_bisection=parallel_bisection,
             bisection_holds_stack=probes == "hold",
+            isolation_slots=isolation_slots if pretest and not parallel_bisection else 0,
         )
         self.state = initial_state("acme/app", config, "B0")
 
