@@ -96,7 +96,7 @@ class FailureRules(StepTransaction):
         keep = []
         for pair in self.state.pairs:
             if prs & set(pair.first):
-                if self.state.config.pretest and self.backlogged():
+                if self.state.config.isolation_slots and self.backlogged():
                     continue  # untested again: its PRs rejoin the fresh ones in full batches
                 self.restored.append(pair.second)
             else:

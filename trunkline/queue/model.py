@@ -124,14 +124,14 @@ class QueueConfig:
     `batch_size`) is the largest stacked batch of cleared PRs (they rarely fail, so larger
     batches cost little); `merge_isolated` fast-forwards a passed isolation build made on the
     current base when the stack is empty, instead of testing its PRs again in the stack.
-    While a full batch of untested PRs waits, the untested second half of a bisected batch
-    rejoins them (tested again in a full batch) instead of being tested on its own.
 
     `isolation_slots` (0: off; with `pretest`) gives isolation builds (`pretest` batches
     and halves of failed batches) their own slots: up to that many run at once beside the
     `parallel_checks` stacked builds, instead of taking the stack's slots. With more slots
     than CI runners the CI's own queue keeps every runner busy, and a shallow stack of
-    cleared PRs collects them into large batches.
+    cleared PRs collects them into large batches. In this mode, while a full batch of
+    untested PRs waits, the untested second half of a bisected batch rejoins them (tested
+    again in a full batch) instead of being tested on its own.
 
     `parallel_bisection` (not with `pretest`): a failed build of n PRs starts one *probe
     round* at once, on the base the failed build had: its n-1 proper prefixes (isolation

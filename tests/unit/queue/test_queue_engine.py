@@ -1165,9 +1165,11 @@ def test_queue_engine_isolation_slots_run_isolation_builds_beside_the_stack() ->
 def test_queue_engine_untested_half_rejoins_a_backlog_of_untested_prs(
     waiting: int, next_isolation_build: tuple[int, ...]
 ) -> None:
-    """A failed first half leaves its second half untested: tested on its own while the queue
-    is short, back among the untested PRs (tested in a full batch) while a full batch waits."""
+    """With isolation slots, a failed first half leaves its second half untested: tested on its
+    own while the queue is short, back among the untested PRs (tested in a full batch) while a
+    full batch waits."""
     config = replace(ONE_CHECK, batch_size=2, pretest=True, batch_wait=timedelta(minutes=10))
+    config = replace(config, isolation_slots=1)
     events = [e for pr in (1, 2) for e in (ev.Enqueue(pr, f"h{pr}"), gates(pr, f"h{pr}"))]
     events += [ev.IntegrationBuilt("b1", "J1"), failed("J1", "bad")]  # bisected: b2 is #1
     for pr in range(3, 3 + waiting):
