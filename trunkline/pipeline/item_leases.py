@@ -26,7 +26,6 @@ Performs database I/O through `trunkline.locks` (`LockManager`, `fencing.guarded
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,6 +37,7 @@ from trunkline.errors import RetryableError
 from trunkline.locks.fencing import StaleLease, guarded
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.model import LockStatus, WorkItem
+from trunkline.pipeline.periodic_renewal import PeriodicRenewal
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,10 @@ class LeaseHeartbeat:
         self.locks = locks
         self.fence = fence
         self.ttl = ttl
-        self.period = max(ttl.total_seconds() / 3, 0.05)
+        self.period = ttl.total_seconds() / 3
         self.renewals = 0
         self._lost: StaleLease | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._renewal: PeriodicRenewal | None = None
 
     @property
     def lost(self) -> StaleLease | None:
@@ -114,17 +113,10 @@ class LeaseHeartbeat:
         self.renewals += 1
         return True
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            if not self.beat():
-                return
-
     def __enter__(self) -> LeaseHeartbeat:
         if self.fence is not None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"lease-heartbeat-{self.fence.holder}", daemon=True
-            )
-            self._thread.start()
+            name = f"lease-heartbeat-{self.fence.holder}"
+            self._renewal = PeriodicRenewal(self.beat, self.period, name).__enter__()
         return self
 
     def __exit__(
@@ -133,9 +125,8 @@ class LeaseHeartbeat:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._renewal is not None:
+            self._renewal.__exit__(kind, error, traceback)
 
 
 def renew_held_leases(items: Iterable[WorkItem], locks: LockManager, ttl: timedelta) -> int:

@@ -38,6 +38,7 @@ from sqlalchemy import Engine
 
 from trunkline.agents.work_item_rows import ItemRef, change_data, read_data
 from trunkline.clock import Clock
+from trunkline.pipeline.periodic_renewal import PeriodicRenewal
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,7 @@ class ClaimKeeper:
     key: str
     token: str
     _lost: threading.Event = field(default_factory=threading.Event)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _renewal: PeriodicRenewal | None = None
 
     @property
     def lost(self) -> bool:
@@ -242,17 +242,10 @@ class ClaimKeeper:
             log.warning("role run claim renewal failed", extra={"error": str(error)[:300]})
         return True
 
-    def _run(self) -> None:
-        period = max(self.ledger.ttl.total_seconds() / 3, 0.05)
-        while not self._stop.wait(period):
-            if not self.beat():
-                return
-
     def __enter__(self) -> ClaimKeeper:
-        self._thread = threading.Thread(
-            target=self._run, name=f"role-run-claim-{self.key[-40:]}", daemon=True
-        )
-        self._thread.start()
+        period = self.ledger.ttl.total_seconds() / 3
+        name = f"role-run-claim-{self.key[-40:]}"
+        self._renewal = PeriodicRenewal(self.beat, period, name).__enter__()
         return self
 
     def __exit__(
@@ -261,9 +254,8 @@ class ClaimKeeper:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._renewal is not None:
+            self._renewal.__exit__(kind, error, traceback)
 
 
 @dataclass
