@@ -16,7 +16,8 @@ Performs database I/O through `trunkline.locks` (`LockManager`, `fencing.guarded
   (`PipelineService.submit(..., fence=...)`).
 - `LeaseHeartbeat(locks, fence, ttl)`: while a job works under the leases (the executor), a
   thread renews them every `ttl / 3` with the fence's epochs; a refused renewal (the leases
-  were lost) sets `lost`, which the job's `should_stop` reads, and stops renewing.
+  were lost) sets `lost`, which the job's `should_stop` reads, and stops renewing; a renewal
+  that fails any other way (a busy or unreachable database) is retried the next period.
 - `renew_held_leases(service, locks, ttl)`: the keep-alive tick: every item whose state holds
   locks gets `LockManager.renew(repo, holder, ttl)` (extends live leases only, never revives
   an expired one), so an item keeps its leases while it waits for a review, an approval or
@@ -37,7 +38,7 @@ from trunkline.errors import RetryableError
 from trunkline.locks.fencing import StaleLease, guarded
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.model import LockStatus, WorkItem
-from trunkline.pipeline.periodic_renewal import PeriodicRenewal
+from trunkline.pipeline.periodic_renewal import MIN_PERIOD_SECONDS, PeriodicRenewal
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class LeaseHeartbeat:
         self.locks = locks
         self.fence = fence
         self.ttl = ttl
-        self.period = ttl.total_seconds() / 3
+        self.period = max(ttl.total_seconds() / 3, MIN_PERIOD_SECONDS)
         self.renewals = 0
         self._lost: StaleLease | None = None
         self._renewal: PeriodicRenewal | None = None
@@ -114,6 +115,8 @@ class LeaseHeartbeat:
         return True
 
     def __enter__(self) -> LeaseHeartbeat:
+        if self._renewal is not None:
+            raise RuntimeError("a LeaseHeartbeat runs one block only")
         if self.fence is not None:
             name = f"lease-heartbeat-{self.fence.holder}"
             self._renewal = PeriodicRenewal(self.beat, self.period, name).__enter__()

@@ -243,6 +243,8 @@ class ClaimKeeper:
         return True
 
     def __enter__(self) -> ClaimKeeper:
+        if self._renewal is not None:
+            raise RuntimeError("a ClaimKeeper runs one block only")
         period = self.ledger.ttl.total_seconds() / 3
         name = f"role-run-claim-{self.key[-40:]}"
         self._renewal = PeriodicRenewal(self.beat, period, name).__enter__()

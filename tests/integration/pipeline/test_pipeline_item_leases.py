@@ -4,6 +4,7 @@ fences, and the compare-and-swap push of a work item's branch."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,16 @@ def test_pipeline_heartbeat_keeps_a_lease_past_its_ttl_and_notices_its_loss(
     with pytest.raises(StaleLease):
         check(engine, fence)
     assert [lease.subsystem for lease in locks.held(REPO, "human:bob")] == ["api"]
+
+
+def test_pipeline_heartbeat_without_a_fence_starts_no_thread(engine: Engine) -> None:
+    before = {thread.name for thread in threading.enumerate()}
+    with LeaseHeartbeat(LockManager(engine), None, timedelta(seconds=0.3)) as heartbeat:
+        started = {thread.name for thread in threading.enumerate()} - before
+        assert not any(name.startswith("lease-heartbeat") for name in started)
+        assert heartbeat.beat() is True  # nothing to renew, nothing lost
+    assert heartbeat.lost is None
+    assert heartbeat.renewals == 0
 
 
 def test_pipeline_fence_for_refuses_a_holder_without_its_leases(engine: Engine) -> None:
