@@ -130,7 +130,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"trunkline config: {report['strategies']['trunkline']['config']}")
     for point in report["strategies"]["trunkline"].get("grid", ()):
         chosen = {k: v for k, v in point["config"].items() if v}
-        lines.append(f"  grid {point['merged_per_hour']:6.2f}/h  {chosen}")
+        lines.append(
+            f"  grid {point['merged_per_hour']:6.2f}/h {point['mean_minutes_to_merge']:6.1f} min "
+            f"{point['ci_runs_per_merge']:5.2f} runs/merge  {chosen}"
+        )
     lines.append(
         f"upper bound for one PR per run: {report['upper_bound_per_hour']:.1f}/h; "
         f"wall {report['wall_seconds']:.1f} s (slowest simulation "

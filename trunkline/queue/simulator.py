@@ -512,7 +512,13 @@ def run_benchmark(params: SimulationParams, seeds: int) -> dict[str, Any]:
     trunkline: dict[str, Any] = dict(summary)
     trunkline["config"] = asdict(chosen)
     trunkline["grid"] = [
-        {"config": asdict(c), "merged_per_hour": s["merged_per_hour"]} for c, s in tried
+        {
+            "config": asdict(c),
+            "merged_per_hour": s["merged_per_hour"],
+            "mean_minutes_to_merge": s["mean_minutes_to_merge"],
+            "ci_runs_per_merge": s["ci_runs_per_merge"],
+        }
+        for c, s in tried
     ]
     return {
         "strategies": {"serial": serial, "speculative": speculative, "trunkline": trunkline},

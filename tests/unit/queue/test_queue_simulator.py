@@ -115,6 +115,15 @@ def test_queue_benchmark_reports_every_strategy_in_one_object() -> None:
     assert report["params"]["seeds"] == 1
     json.dumps(report)  # plain data
     assert "trunkline config:" in format_report(report)
+    grid = report["strategies"]["trunkline"]["grid"]
+    assert [StrategyConfig(**point["config"]) for point in grid] == list(search_grid(3))
+    chosen = next(point for point in grid if point["config"] == config)
+    trunkline = report["strategies"]["trunkline"]
+    for figure in ("merged_per_hour", "mean_minutes_to_merge", "ci_runs_per_merge"):
+        assert chosen[figure] == trunkline[figure]  # each grid point prints its own figures
+    grid_lines = [line for line in format_report(report).splitlines() if "  grid " in line]
+    assert len(grid_lines) == len(grid)
+    assert all(" min " in line and "runs/merge" in line for line in grid_lines)
     shaped = json_report(report)
     assert set(shaped) == {"strategies", "upper_bound_per_hour", "wall_seconds", "params"}
     drained = {
