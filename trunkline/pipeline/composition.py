@@ -7,7 +7,8 @@ merges and ejections, which it enqueues once the queue is a `QueueService` — t
 webhook routes, the admission tick, the
 lease keep-alive tick, which renews the leases of every item holding them every
 `lock_ttl / 3`, and the label reconciler (`pipeline_label_reconciler`, every 60 s: labels
-and label removals whose webhook was lost, see `trunkline.pipeline.reconciler`)).
+and label removals whose webhook was lost, see `trunkline.pipeline.reconciler`; then items
+whose awaited command's job died, escalated `job_dead`, see `trunkline.pipeline.dead_commands`)).
 
 Policies: each repository's `.github/trunkline.yml` is read through the GitHub port of the
 installation that delivered its events (noted by the webhook handlers, else
@@ -48,6 +49,7 @@ from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.agent_performers import RESUME_JOB, AgentPerformers
 from trunkline.pipeline.config import PipelineConfig
+from trunkline.pipeline.dead_commands import DeadCommandSweep
 from trunkline.pipeline.escalation_performer import EscalationPerformer
 from trunkline.pipeline.item_leases import renew_held_leases
 from trunkline.pipeline.performers import GitHubPerformers
@@ -219,8 +221,11 @@ def configure_dispatch(
         noted_repositories=policies.noted_repositories,
     )
 
+    dead_commands = DeadCommandSweep(pipeline)
+
     def reconcile_labels() -> None:
         reconciler.tick()
+        dead_commands.tick()
 
     service.periodic.register("pipeline_label_reconciler", RECONCILE_TICK_SECONDS, reconcile_labels)
 

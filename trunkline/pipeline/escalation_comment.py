@@ -5,7 +5,8 @@ Pure; performs no I/O. `escalation_comment(command, item, limits)` renders the m
 escalation performer hands to `trunkline.agents.escalation.perform_escalation` (which adds
 where the work is — the branch and SHA — and the `cc` line for the policy's notify list).
 Reason codes are the machine's (`plan_rejected`, `max_review_rounds`, `reviewer_escalated`,
-`plan_review_escalated`, `step_failed`, `lease_lost`, ...) and the agents' (`budget_tokens`,
+`plan_review_escalated`, `step_failed`, `lease_lost`, `job_dead`, ...) and the agents'
+(`budget_tokens`,
 `budget_usd`, `budget_wall`, `max_turns`, `invalid_output`, `max_tokens_stop`,
 `provider_error`, `model_refusal`, `no_changes`); an unknown code still gets a comment.
 """
@@ -35,6 +36,8 @@ _EXPLANATIONS: dict[str, str] = {
     "lease_lost": "the item lost its subsystem leases while working (nothing was written "
     "after the loss)",
     "step_failed": "a step failed in a way retrying cannot fix",
+    "job_dead": "the job performing a step died on its last attempt (a crash or a killed "
+    "worker) without reporting",
 }
 
 _RESTART = "Label the issue again to start a new run."
@@ -58,6 +61,10 @@ _NEXT_STEPS: dict[str, tuple[str, ...]] = {
     ),
     "no_changes": ("Check whether the issue still needs a change. " + _RESTART,),
     "lease_lost": ("Check `trunkline locks` for who holds the subsystems now. " + _RESTART,),
+    "job_dead": (
+        "Read the job's last error (`trunkline jobs --dead`) and the timeline "
+        "(`trunkline timeline {item}`). " + _RESTART,
+    ),
 }
 _DEFAULT_NEXT = (
     "Read the timeline (`trunkline timeline {item}`), then label the issue again to start "

@@ -23,10 +23,11 @@ through the `Performer`s it is given. Contract:
 - Fencing: a performer that wrote under the item's leases returns its `ItemFence` with the
   result (`Performed.fence`); `submit(..., fence=...)` checks it (`locks.fencing.guarded`)
   first thing in the deciding transaction, so a holder that lost its leases changes nothing.
-- Errors: a `RetryableError` propagates (the job runner's backoff); on the job's last
-  attempt, or on a `TerminalError`, an answered command reports `StepFailed(retryable=
-  False)` so the item escalates instead of hanging — with the error's escalation code
-  (`EscalatingStepError.code`, `lease_lost` for a `StaleLease`) and the failed run's spend. A
+- Errors: a `RetryableError` or an unexpected exception propagates (the job runner's
+  backoff); on the job's last attempt, or on a `TerminalError`, an answered command reports
+  `StepFailed(retryable=False)` so the item escalates instead of hanging — with the
+  error's escalation code (`EscalatingStepError.code`, `lease_lost` for a `StaleLease`) and
+  the failed run's spend (a job killed on its last attempt: `dead_commands`). A
   fire-and-forget command's terminal error dead-letters its job (`trunkline jobs --dead`).
 - A command type with no performer registered is a `TerminalError` (so an answered command
   escalates the item with a reason that names the missing performer).
@@ -350,6 +351,13 @@ class PipelineService:
             if not answered:
                 raise
             self._report_failure(repo, issue, command, str(error), _code_of(error))
+            return
+        except Exception as error:  # a bug or a broken dependency: retried like a RetryableError
+            if not (answered and context.last_attempt):
+                raise
+            log.exception("pipeline command crashed on its last attempt", extra={"job": job.key})
+            reason = f"gave up after {job.attempts} attempts: {type(error).__name__}: {error}"
+            self._report_failure(repo, issue, command, reason)
             return
         if isinstance(command, ReleaseLocks | TransferLocks):
             self.nudge_lock_waiters(repo, command.key)

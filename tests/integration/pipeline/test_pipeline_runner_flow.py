@@ -7,7 +7,7 @@ durable jobs, locks, GitHub writes, the merge queue's `Enqueue` — is the produ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from pipeline_harness import (
     pull_request_payload,
     review_payload,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB
 from trunkline.errors import RetryableError, TerminalError
@@ -30,6 +30,7 @@ from trunkline.github.model import Permission, PullFile, ReviewLineComment, Revi
 from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.agent_performers import RESUME_JOB
+from trunkline.pipeline.dead_commands import DeadCommandSweep
 from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
 from trunkline.pipeline.runner import CommandContext, Performed
 from trunkline.pipeline.states import WorkState
@@ -38,7 +39,7 @@ from trunkline.queue import events as qev
 from trunkline.queue.effects import BuildIntegration, FastForwardBase
 from trunkline.queue.model import ALL_GATES, CheckConclusion
 from trunkline.store.jobs import ClaimedJob, NewJob
-from trunkline.store.tables import Job, TimelineEvent
+from trunkline.store.tables import Job, JobState, TimelineEvent
 from trunkline.store.tables import WorkItem as WorkItemRow
 
 
@@ -255,6 +256,90 @@ def test_pipeline_runner_escalates_a_terminal_step_failure(tmp_path: Path) -> No
         WorkState.PLANNING,
         WorkState.ESCALATED,
     ]
+
+
+def _run_due_jobs_now(harness: Harness, rounds: int) -> None:
+    """Drain, then make every backed-off job due at once (the retries without the waits)."""
+    for _ in range(rounds):
+        harness.drain()
+        with harness.engine.begin() as conn:
+            conn.execute(
+                update(Job)
+                .where(Job.state == JobState.QUEUED)
+                .values(run_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+
+
+def test_pipeline_runner_escalates_a_step_that_crashes_on_every_attempt(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    performers = Agents(ref).performers()
+    crashes: list[int] = []
+
+    def crashing_planner(command: cmd.RunPlanner, context: CommandContext) -> Performed:
+        crashes.append(context.attempt)
+        raise KeyError("plan_id")  # a bug, neither retryable nor terminal by type
+
+    performers[cmd.RunPlanner] = crashing_planner
+    harness = make_harness(tmp_path, _policy(), performers)
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    _run_due_jobs_now(harness, rounds=10)
+
+    assert crashes == list(range(1, 9))  # every attempt ran; the last one reported
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.ESCALATED
+    assert "needs-human" in harness.github.get_issue(REPO, issue).labels
+    bodies = " ".join(c.body for c in harness.github.comments_on(REPO, issue))
+    assert "gave up after 8 attempts: KeyError" in bodies
+    with harness.engine.connect() as conn:
+        planner = conn.execute(select(Job.state).where(Job.key.like("%:run-planner"))).scalar_one()
+    assert planner == JobState.DONE  # not dead: its last attempt answered the item
+
+
+def test_pipeline_runner_escalates_an_item_whose_command_job_died(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    harness = make_harness(tmp_path, _policy(), Agents(ref).performers())
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+    sweep = DeadCommandSweep(harness.service)
+
+    harness.deliver("issues", labeled_payload(issue, MAINTAINER))
+    planner = Job.key.like("%:run-planner")
+    assert sweep.tick() == []  # queued: someone will perform it
+    # its worker was killed on the job's last attempt: the lease sweep dead-letters it
+    with harness.engine.begin() as conn:
+        conn.execute(
+            update(Job)
+            .where(planner)
+            .values(
+                state=JobState.RUNNING,
+                attempts=Job.max_attempts,
+                claimed_by="killed-worker",
+                lease_expires_at=datetime.now(UTC) - timedelta(seconds=5),
+            )
+        )
+    assert sweep.tick() == []  # running: its worker may still answer
+    assert harness.jobs.sweep().dead == 1
+    harness.drain()
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.PLANNING  # it would wait forever
+
+    (dead,) = sweep.tick()
+    assert (dead.issue, dead.command) == (issue, item.awaiting)
+    assert "worker died" in dead.error
+    harness.drain()
+    escalated = harness.service.item(REPO, issue)
+    assert escalated is not None
+    assert escalated.state is WorkState.ESCALATED
+    assert escalated.escalation_reason == "job_dead"
+    bodies = " ".join(c.body for c in harness.github.comments_on(REPO, issue))
+    assert "escalated (job_dead)" in bodies
+    assert "lease expired on the last attempt" in bodies
+    assert sweep.tick() == []  # answered once; the next tick finds nothing
 
 
 def test_pipeline_runner_admits_under_max_active_and_waits_for_locks(tmp_path: Path) -> None:
