@@ -4,7 +4,8 @@ Performs I/O only through its collaborators (provider, toolbox, clock, timeline 
 A run sends the role's system prompt and first message, executes the tools the model calls,
 and ends when the model submits its product through the submit tool and the product
 validates (pydantic, plus the role's semantic checks). Before every call the budget is
-checked with the most the call could cost; at every turn boundary `should_stop()` is asked
+checked with the most the call could cost, then `before_call` (when set) is told the spend
+and that estimate, and may stop the run; at every turn boundary `should_stop()` is asked
 (a takeover). An invalid product, or a turn without any tool call, gets ONE repair turn with
 the errors fed back (a tool_result with is_error); a second failure fails the run. A
 `max_tokens` stop fails the run: a truncated hand-off is never accepted.
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from trunkline.agents.budget import (
     BudgetLimits,
+    CallEstimate,
     Exhausted,
     PriceTable,
     Spend,
@@ -117,6 +119,11 @@ class RunContext:
     spend: Spend = field(default_factory=Spend)
     started_monotonic: float | None = None
     runs: int = 0
+    #: Called right before every model call with the spend so far and the most the call can
+    #: cost (after the budget check passed); False stops the run before the call (its claim
+    #: was taken over). The pipeline records both durably here, so a run that dies mid-call
+    #: still counts against the item's caps.
+    before_call: Callable[[Spend, CallEstimate], bool] | None = None
 
     def elapsed(self) -> float:
         if self.started_monotonic is None:
@@ -270,6 +277,10 @@ def _run_role(
                 f"of {ctx.limits.tokens} / ${ctx.limits.usd}"
             )
             return run.finish(RunStatus.EXHAUSTED, exhausted.value, detail)
+        if ctx.before_call is not None and not ctx.before_call(ctx.spend, estimate):
+            return run.finish(
+                RunStatus.TAKEN_OVER, "claim_lost", "another delivery took this run over"
+            )
         started = ctx.clock.monotonic()
         try:
             response = ctx.provider.complete(request)

@@ -45,8 +45,13 @@ so replicas need no shared disk.
 
 Each run's `should_stop` is true when a human took the item over or when the item no longer
 waits for the command (cancelled, exited, superseded): the agent stops at its next turn
-boundary. Spend: each run starts from the item's spend so far (tokens and USD, so the
-item's caps hold across runs); executor turns and wall time are counted per run.
+boundary. Spend: each run starts from the item's spend so far plus what earlier runs of the
+same command spent without reporting (a replica that died, a run that raised: the claim
+carries it, `role_runs`), so the item's token and USD caps hold across runs and across
+crashes; before every model call the command's spend and the call's worst case are noted on
+the claim (a call in flight when its run died counts at that worst case), and a run whose
+claim was taken over stops before its next call. Executor turns and wall time are counted
+per run.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from trunkline.agents.agent_loop import RunContext, RunStatus, run_role
-from trunkline.agents.budget import BudgetLimits, PriceTable
+from trunkline.agents.budget import BudgetLimits, CallEstimate, PriceTable
 from trunkline.agents.budget import Spend as AgentSpend
 from trunkline.agents.contracts import Finding, Plan, Severity, effective_verdict
 from trunkline.agents.messages import Provider, Usage
@@ -282,7 +287,7 @@ class AgentPerformers:
                 extra={"item": context.item.key, "command": command.key},
             )
             self.clock.sleep(min(self._ledger.ttl.total_seconds() / 6, 1.0))
-        run = RunClaim(self._ledger, ref, command.key, token)
+        run = RunClaim(self._ledger, ref, command.key, token, carried=claim.carried)
         try:
             with ClaimKeeper(self._ledger, ref, command.key, token):
                 performed = perform(run)
@@ -367,12 +372,30 @@ class AgentPerformers:
     def _context(
         self,
         context: CommandContext,
-        key: str,
+        claim: RunClaim,
         model: str,
         heartbeat: LeaseHeartbeat | None = None,
     ) -> RunContext:
+        """The run's context. Its spend starts from the item's plus what earlier runs of
+        the command that never reported spent (`claim.carried`); before every model call
+        the command's spend and the call's worst case are noted on the claim."""
         ref = self._ref(context)
-        spent = context.item.spend
+        key = claim.key
+        item_spend = context.item.spend
+        spent = Spend(item_spend.tokens + claim.carried.tokens, item_spend.usd + claim.carried.usd)
+        if claim.carried.tokens or claim.carried.usd:
+            log.warning(
+                "role run carries the spend of earlier runs that never reported",
+                extra={
+                    "item": context.item.key,
+                    "command": key,
+                    "carried": claim.carried.describe(),
+                },
+            )
+
+        def before_call(spend: AgentSpend, estimate: CallEstimate) -> bool:
+            command_spend = Spend(spend.tokens - item_spend.tokens, spend.usd - item_spend.usd)
+            return claim.note(command_spend, Spend(estimate.tokens, estimate.usd))
 
         def should_stop() -> bool:
             if heartbeat is not None and heartbeat.lost is not None:
@@ -393,6 +416,7 @@ class AgentPerformers:
             should_stop=should_stop,
             result_cap=self.result_cap,
             spend=AgentSpend(usage=Usage(input_tokens=spent.tokens), usd=spent.usd),
+            before_call=before_call,
         )
 
     @staticmethod
@@ -427,12 +451,14 @@ class AgentPerformers:
     # -- roles ---------------------------------------------------------------------------
 
     def run_planner(self, command: cmd.RunPlanner, context: CommandContext) -> Performed:
-        return self._once(command, context, lambda run: self._plan_once(command, context))
+        return self._once(command, context, lambda run: self._plan_once(command, context, run))
 
-    def _plan_once(self, command: cmd.RunPlanner, context: CommandContext) -> Performed:
+    def _plan_once(
+        self, command: cmd.RunPlanner, context: CommandContext, claim: RunClaim
+    ) -> Performed:
         policy = self.policy_for(context.repo)
         worktree = self._worktree(context)
-        run = self._context(context, command.key, policy.agents.planner.model)
+        run = self._context(context, claim, policy.agents.planner.model)
         findings = feedback_findings((command.feedback,))
         result = run_role(
             run,
@@ -456,13 +482,17 @@ class AgentPerformers:
         )
 
     def run_plan_review(self, command: cmd.RunPlanReview, context: CommandContext) -> Performed:
-        return self._once(command, context, lambda run: self._review_plan_once(command, context))
+        return self._once(
+            command, context, lambda run: self._review_plan_once(command, context, run)
+        )
 
-    def _review_plan_once(self, command: cmd.RunPlanReview, context: CommandContext) -> Performed:
+    def _review_plan_once(
+        self, command: cmd.RunPlanReview, context: CommandContext, claim: RunClaim
+    ) -> Performed:
         policy = self.policy_for(context.repo)
         plan = self._plan(context, command.plan_id)
         worktree = self._worktree(context)
-        run = self._context(context, command.key, policy.agents.reviewer.model)
+        run = self._context(context, claim, policy.agents.reviewer.model)
         result = run_role(
             run,
             plan_reviewer_spec(self.max_tokens, plan),
@@ -516,7 +546,7 @@ class AgentPerformers:
         if resumed:
             history = run_git(worktree.path, "log", "--format=%h %an: %s", f"{base}..HEAD").text
         with LeaseHeartbeat(self.locks, fence, self.lock_ttl) as heartbeat:
-            run = self._context(context, command.key, policy.agents.executor.model, heartbeat)
+            run = self._context(context, claim, policy.agents.executor.model, heartbeat)
             result = run_role(
                 run,
                 executor_spec(self.max_tokens, toolbox.commands),
@@ -709,15 +739,17 @@ class AgentPerformers:
         return Performed(ev.PrOpened(command.key, number, sha), fence=fence)
 
     def run_reviewer(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
-        return self._once(command, context, lambda run: self._review_once(command, context))
+        return self._once(command, context, lambda run: self._review_once(command, context, run))
 
-    def _review_once(self, command: cmd.RunReviewer, context: CommandContext) -> Performed:
+    def _review_once(
+        self, command: cmd.RunReviewer, context: CommandContext, claim: RunClaim
+    ) -> Performed:
         policy = self.policy_for(context.repo)
         plan_id = context.item.plan_id or ""
         plan = self._plan(context, plan_id)
         worktree = self._worktree(context, at=command.sha)
         diff = diff_since(worktree.path, merge_base(worktree.path, worktree.base_sha))
-        run = self._context(context, command.key, policy.agents.reviewer.model)
+        run = self._context(context, claim, policy.agents.reviewer.model)
         result = run_role(
             run,
             reviewer_spec(self.max_tokens, command.sha),

@@ -35,6 +35,7 @@ from trunkline.agents.composition import (
     build_sandbox,
     price_table,
 )
+from trunkline.agents.messages import Provider
 from trunkline.agents.sandbox import Sandbox
 from trunkline.agents.store_timeline import StoreTimeline
 from trunkline.agents.timeline import TimelineSink
@@ -145,13 +146,15 @@ def configure_dispatch(
     clock: Clock | None = None,
     policies: RepositoryPolicies | None = None,
     lock_ttl: timedelta = LOCK_TTL,
+    provider: Provider | None = None,
 ) -> DispatchWiring:
     """Register the dispatch pipeline on `service` (for `build_service(configure=...)`).
 
     `github_for` / `token_for`: installation id -> its GitHub port / a fresh installation
     token (`InstallationClients.for_installation` / `.tokens(id).token()`);
     `repository_url`: `OWNER/REPO` -> its clone URL without credentials;
-    `lock_ttl`: the lease an item takes on its subsystems, renewed every third of it.
+    `lock_ttl`: the lease an item takes on its subsystems, renewed every third of it;
+    `provider`: the model provider (default: the one the settings name, `build_provider`).
     """
     settings = service.settings
     engine = service.engine
@@ -189,7 +192,7 @@ def configure_dispatch(
         workspace=workspace,
         spec_for=spec_for,
         token_for=token_for,
-        provider=build_provider(settings),
+        provider=provider or build_provider(settings),
         sandbox_for=sandbox_for,
         timeline_for=timeline_for,
         clock=clock,

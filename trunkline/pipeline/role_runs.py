@@ -18,8 +18,16 @@ spends money, so a delivery of an agent command first asks this ledger:
   a JSON document, or the failure code, message and spend; `head`: the commit an executor
   pushed) — only while `token` still holds the claim (False otherwise: a delivery that lost
   its claim reports nothing; the holder reports).
-- `release(ref, key, token)` drops an unfinished claim (the run failed before it produced
-  anything worth keeping: a retry may run the model again).
+- `release(ref, key, token)` ends an unfinished claim (the run failed before it produced
+  anything worth keeping: a retry may run the model again), keeping what it spent.
+- `note(ref, key, token, spent, reserved)` is written before every model call: what the
+  command's runs have spent so far and the most the call about to be made can cost. A run
+  whose replica dies mid-call (or that is released, or whose claim expires) leaves that
+  behind, and the next claim of the command **carries** `spent + reserved`
+  (`Claimed.carried`): the next run starts from the item's spend plus what the lost runs
+  spent, so a crash loop runs into the item's caps instead of paying again and again. A
+  call in flight when its run died is counted at the most it could cost (its real usage is
+  unknown). False once the claim is no longer `token`'s: the run must not call the model.
 
 The ledger keeps the most recent `KEEP` records per item (oldest dropped first).
 """
@@ -38,6 +46,7 @@ from sqlalchemy import Engine
 
 from trunkline.agents.work_item_rows import ItemRef, change_data, read_data
 from trunkline.clock import Clock
+from trunkline.pipeline.model import Spend
 from trunkline.pipeline.periodic_renewal import PeriodicRenewal
 
 log = logging.getLogger(__name__)
@@ -45,8 +54,28 @@ log = logging.getLogger(__name__)
 LEDGER_KEY = "role_runs"
 KEEP = 32
 RUNNING = "running"
+RELEASED = "released"
 DONE = "done"
 FAILED = "failed"
+
+
+def _spend_json(spend: Spend) -> dict[str, Any]:
+    return {"tokens": spend.tokens, "usd": str(spend.usd)}
+
+
+def _spend_of(document: Any) -> Spend:
+    if not isinstance(document, dict):
+        return Spend()
+    return Spend(int(document.get("tokens") or 0), Decimal(str(document.get("usd") or "0")))
+
+
+def _left_behind(entry: dict[str, Any] | None) -> Spend:
+    """What an unfinished run (running, expired or released) spent, counting its reserved
+    call at the most it could cost."""
+    if entry is None or entry.get("state") not in (RUNNING, RELEASED):
+        return Spend()
+    spent, reserved = _spend_of(entry.get("spent")), _spend_of(entry.get("reserved"))
+    return Spend(spent.tokens + reserved.tokens, spent.usd + reserved.usd)
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,7 @@ class RoleOutcome:
 @dataclass(frozen=True)
 class Claimed:
     token: str
+    carried: Spend = field(default_factory=Spend)  # what earlier, unfinished runs spent
 
 
 @dataclass(frozen=True)
@@ -148,7 +178,8 @@ class RoleRunLedger:
         def apply(entry: dict[str, Any] | None, now: datetime) -> tuple[Any, Claim]:
             if entry is not None and entry.get("state") in (DONE, FAILED):
                 return None, Recorded(RoleOutcome.of_json(entry.get("outcome") or {}))
-            if entry is not None and entry.get("token") != token:
+            running = entry is not None and entry.get("state") == RUNNING
+            if entry is not None and running and entry.get("token") != token:
                 expires = datetime.fromisoformat(str(entry["expires_at"]))
                 if expires > now:
                     return None, Busy(str(entry.get("token")), expires)
@@ -156,13 +187,17 @@ class RoleRunLedger:
                     "role run claim expired; taken over",
                     extra={"item": ref.key, "command": key, "previous": entry.get("token")},
                 )
+            carried = _left_behind(entry)
             claim = {
                 "state": RUNNING,
                 "token": token,
                 "expires_at": (now + self.ttl).isoformat(),
                 "at": now.isoformat(),
+                "carried": _spend_json(carried),
+                "spent": _spend_json(carried),
+                "reserved": _spend_json(Spend()),
             }
-            return claim, Claimed(token)
+            return claim, Claimed(token, carried)
 
         result: Claim = self._change(ref, key, apply)
         return result
@@ -175,6 +210,24 @@ class RoleRunLedger:
 
         renewed: bool = self._change(ref, key, apply)
         return renewed
+
+    def note(self, ref: ItemRef, key: str, token: str, spent: Spend, reserved: Spend) -> bool:
+        """Before a model call: the command's spend so far (`carried` included) and the most
+        the call can cost; renews the claim. False once the claim is not `token`'s."""
+
+        def apply(entry: dict[str, Any] | None, now: datetime) -> tuple[Any, bool]:
+            if entry is None or entry.get("state") != RUNNING or entry.get("token") != token:
+                return None, False
+            noted = {
+                **entry,
+                "spent": _spend_json(spent),
+                "reserved": _spend_json(reserved),
+                "expires_at": (now + self.ttl).isoformat(),
+            }
+            return noted, True
+
+        noted: bool = self._change(ref, key, apply)
+        return noted
 
     def record(self, ref: ItemRef, key: str, token: str, outcome: RoleOutcome) -> bool:
         def apply(entry: dict[str, Any] | None, now: datetime) -> tuple[Any, bool]:
@@ -190,7 +243,8 @@ class RoleRunLedger:
         def apply(entry: dict[str, Any] | None, now: datetime) -> tuple[Any, None]:
             if entry is None or entry.get("state") != RUNNING or entry.get("token") != token:
                 return None, None
-            return "delete", None
+            released = {"state": RELEASED, "spent": _spend_json(_left_behind(entry))}
+            return {**released, "at": now.isoformat()}, None
 
         self._change(ref, key, apply)
 
@@ -199,7 +253,7 @@ class RoleRunLedger:
         is neither on the branch nor in this replica's repository): the run is made again."""
 
         def apply(entry: dict[str, Any] | None, now: datetime) -> tuple[Any, None]:
-            if entry is None or entry.get("state") == RUNNING:
+            if entry is None or entry.get("state") in (RUNNING, RELEASED):
                 return None, None
             return "delete", None
 
@@ -268,7 +322,12 @@ class RunClaim:
     ref: ItemRef
     key: str
     token: str
+    carried: Spend = field(default_factory=Spend)
     recorded: bool = False
+
+    def note(self, spent: Spend, reserved: Spend) -> bool:
+        """Before a model call (see `RoleRunLedger.note`); False: do not call the model."""
+        return self.ledger.note(self.ref, self.key, self.token, spent, reserved)
 
     def record(self, outcome: RoleOutcome) -> bool:
         """Store the run's outcome; False when the claim was taken over (report nothing)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from agents_testkit import MODEL, PLAN, PRICES, tool
 
 from trunkline.agents.agent_loop import RoleResult, RunContext, RunStatus, run_role
-from trunkline.agents.budget import BudgetLimits
+from trunkline.agents.budget import BudgetLimits, CallEstimate, Spend
 from trunkline.agents.contracts import Plan
 from trunkline.agents.messages import TextBlock, ToolResultBlock
 from trunkline.agents.redaction import Redactor
@@ -31,9 +32,13 @@ TEXT_ONLY = {"content": [{"type": "text", "text": "I think the plan is obvious."
 
 
 def run_planner(
-    tmp_path: Path, script: list[dict[str, Any]], stop: bool = False
+    tmp_path: Path,
+    script: list[dict[str, Any]],
+    stop: bool = False,
+    before_call: Callable[[Spend, CallEstimate], bool] | None = None,
+    provider: ScriptedProvider | None = None,
 ) -> tuple[RoleResult[Plan], ScriptedProvider, InMemoryTimeline]:
-    provider = ScriptedProvider.of(script)
+    provider = provider or ScriptedProvider.of(script)
     timeline = InMemoryTimeline()
     ctx = RunContext(
         work_item=ITEM.key,
@@ -45,6 +50,7 @@ def run_planner(
         timeline=timeline,
         redactor=Redactor.of([]),
         should_stop=lambda: stop,
+        before_call=before_call,
     )
     result = run_role(
         ctx, planner_spec(1000), Toolbox(tmp_path, READ_ONLY_TOOLS), planner_message(ITEM)
@@ -71,6 +77,45 @@ def test_agents_takeover_before_the_first_call_sends_nothing(tmp_path: Path) -> 
     result, provider, timeline = run_planner(tmp_path, [tool("submit_plan", **PLAN)], stop=True)
     assert result.status is RunStatus.TAKEN_OVER
     assert provider.requests == []
+    assert timeline.finished[-1].status == "taken_over"
+
+
+def test_agents_before_call_sees_the_spend_and_the_worst_case_of_every_call(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "f.txt").write_text("data")
+    scripted = ScriptedProvider.of([tool("read_file", path="f.txt"), tool("submit_plan", **PLAN)])
+    seen: list[tuple[Spend, CallEstimate, int]] = []
+
+    def before_call(spend: Spend, estimate: CallEstimate) -> bool:
+        seen.append((spend, estimate, len(scripted.requests)))
+        return True
+
+    result, _, timeline = run_planner(tmp_path, [], before_call=before_call, provider=scripted)
+    assert result.status is RunStatus.SUCCEEDED
+    assert [sent for _, _, sent in seen] == [0, 1]  # each time before its call is sent
+    assert seen[0][0].usd == 0
+    assert seen[1][0].usd == timeline.steps[0].cost_usd  # the first call's real cost
+    assert seen[1][0].usd < result.cost_usd
+    for _, estimate, _ in seen:
+        assert estimate.tokens >= 1000  # the input ceiling plus max_tokens
+        assert estimate.usd > 0
+
+
+def test_agents_a_run_whose_claim_is_lost_stops_before_the_call(tmp_path: Path) -> None:
+    calls: list[Spend] = []
+
+    def claim_lost(spend: Spend, estimate: CallEstimate) -> bool:
+        calls.append(spend)
+        return False
+
+    result, provider, timeline = run_planner(
+        tmp_path, [tool("submit_plan", **PLAN)], before_call=claim_lost
+    )
+    assert result.status is RunStatus.TAKEN_OVER
+    assert result.reason == "claim_lost"
+    assert provider.requests == []  # nothing was paid for
+    assert len(calls) == 1
     assert timeline.finished[-1].status == "taken_over"
 
 

@@ -22,6 +22,8 @@ import httpx
 from pipeline_harness import labeled_payload
 from sqlalchemy import Engine, select
 
+from trunkline.agents.composition import build_provider
+from trunkline.agents.messages import Provider
 from trunkline.bot.events import parse_payload
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.service import build_service
@@ -174,6 +176,7 @@ def forge_bot(
     tick: float = 0.0,
     lock_ttl: timedelta | None = None,
     database: Path | None = None,
+    wrap_provider: Callable[[Provider], Provider] | None = None,
 ) -> Iterator[ForgeBot]:
     """The production composition on `forge`, scripted by `script`, under `policy` (None: the
     repository's own `.github/trunkline.yml`, read through the App as in production); its own
@@ -222,6 +225,9 @@ def forge_bot(
                     clock=clock,
                     policies=policies,
                     lock_ttl=lock_ttl or LOCK_TTL,
+                    provider=None
+                    if wrap_provider is None
+                    else wrap_provider(build_provider(s.settings)),
                 )
             ),
         )

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from trunkline.agents.work_item_rows import ItemRef, read_data
 from trunkline.clock import FakeClock
+from trunkline.pipeline.model import Spend
 from trunkline.pipeline.role_runs import (
     KEEP,
     LEDGER_KEY,
@@ -117,6 +118,37 @@ def test_pipeline_role_runs_release_and_forget_let_the_run_be_made_again(
     assert ledger.record(ref, KEY, "second", RoleOutcome(head="b" * 40))
     ledger.forget(ref, KEY)
     assert ledger.claim(ref, KEY, "third") == Claimed("third")
+
+
+def test_pipeline_role_runs_unfinished_runs_leave_their_spend_to_the_next_claim(
+    engine: Engine, ref: ItemRef
+) -> None:
+    clock = FakeClock(current=NOW)
+    ledger = RoleRunLedger(engine, clock, TTL)
+    assert ledger.claim(ref, KEY, "first") == Claimed("first")
+    # before its second call: 100 tokens / $0.10 spent, the call can cost 900 / $0.90
+    assert ledger.note(ref, KEY, "first", Spend(100, Decimal("0.10")), Spend(900, Decimal("0.9")))
+    assert not ledger.note(ref, KEY, "other", Spend(5, Decimal(0)), Spend())  # not the holder
+    clock.advance(TTL.total_seconds() - 1)
+    assert isinstance(ledger.claim(ref, KEY, "second"), Busy)
+    clock.advance(TTL.total_seconds() + 1)
+    # its replica died mid-call: the call counts at the most it could have cost
+    assert ledger.claim(ref, KEY, "second") == Claimed("second", Spend(1000, Decimal("1.0")))
+    assert not ledger.note(ref, KEY, "first", Spend(1, Decimal(0)), Spend())  # must not call
+    # the second run fails before any call: released, what it carried is kept
+    ledger.release(ref, KEY, "second")
+    assert ledger.claim(ref, KEY, "third") == Claimed("third", Spend(1000, Decimal("1.0")))
+    # the third calls once (50 tokens, carried included in what it notes), then raises
+    assert ledger.note(ref, KEY, "third", Spend(1050, Decimal("1.05")), Spend(800, Decimal("0.8")))
+    ledger.release(ref, KEY, "third")
+    fourth = ledger.claim(ref, KEY, "fourth")
+    assert fourth == Claimed("fourth", Spend(1850, Decimal("1.85")))
+    # a recorded outcome ends the carrying: its event reports the run's spend
+    assert ledger.record(ref, KEY, "fourth", RoleOutcome(event={"type": "done"}, tokens=1900))
+    ledger.forget(ref, KEY)
+    assert ledger.claim(ref, KEY, "fifth") == Claimed("fifth")
+    # other commands carry nothing of this one's
+    assert ledger.claim(ref, KEY + "-other", "sixth") == Claimed("sixth")
 
 
 def test_pipeline_role_runs_keeps_the_newest_records(engine: Engine, ref: ItemRef) -> None:
