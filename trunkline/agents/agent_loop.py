@@ -124,6 +124,8 @@ class RunContext:
     #: was taken over). The pipeline records both durably here, so a run that dies mid-call
     #: still counts against the item's caps.
     before_call: Callable[[Spend, CallEstimate], bool] | None = None
+    #: Called after every answered call with the spend including it.
+    after_call: Callable[[Spend], None] | None = None
 
     def elapsed(self) -> float:
         if self.started_monotonic is None:
@@ -291,6 +293,8 @@ def _run_role(
         duration = ctx.clock.monotonic() - started
         cost = cost_of(response.usage, price)
         ctx.spend = ctx.spend.add_call(response.usage, cost, executor_turn=executor_turn)
+        if ctx.after_call is not None:
+            ctx.after_call(ctx.spend)
         run.usage = run.usage + response.usage
         run.cost += cost
 

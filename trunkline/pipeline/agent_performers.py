@@ -298,9 +298,25 @@ class AgentPerformers:
             if run.record(failure):
                 raise
             return Performed()  # another delivery holds the claim now: it reports
+        except TerminalError:
+            if not run.recorded:
+                run.release()
+            raise
+        except Exception as error:
+            if run.recorded:
+                raise
+            run.release()
+            if not context.last_attempt:
+                raise  # retried: the next run carries what this one spent
+            # the command ends here: the item escalates with what its runs spent
+            spent = run.left_behind()
+            item = context.item.spend
+            total = Spend(item.tokens + spent.tokens, item.usd + spent.usd)
+            detail = f"gave up after {context.attempt} attempts: {type(error).__name__}: {error}"
+            raise EscalatingStepError("step_failed", detail, total) from error
         except BaseException:
             if not run.recorded:
-                self._ledger.release(ref, command.key, token)
+                run.release()
             raise
         event = None if performed.event is None else encode_event(performed.event)
         if not run.record(RoleOutcome(event=event)):
@@ -393,9 +409,14 @@ class AgentPerformers:
                 },
             )
 
+        def command_spend(spend: AgentSpend) -> Spend:
+            return Spend(spend.tokens - item_spend.tokens, spend.usd - item_spend.usd)
+
         def before_call(spend: AgentSpend, estimate: CallEstimate) -> bool:
-            command_spend = Spend(spend.tokens - item_spend.tokens, spend.usd - item_spend.usd)
-            return claim.note(command_spend, Spend(estimate.tokens, estimate.usd))
+            return claim.note(command_spend(spend), Spend(estimate.tokens, estimate.usd))
+
+        def after_call(spend: AgentSpend) -> None:
+            claim.settle(command_spend(spend))
 
         def should_stop() -> bool:
             if heartbeat is not None and heartbeat.lost is not None:
@@ -417,6 +438,7 @@ class AgentPerformers:
             result_cap=self.result_cap,
             spend=AgentSpend(usage=Usage(input_tokens=spent.tokens), usd=spent.usd),
             before_call=before_call,
+            after_call=after_call,
         )
 
     @staticmethod

@@ -7,8 +7,9 @@ merges and ejections, which it enqueues once the queue is a `QueueService` — t
 webhook routes, the admission tick, the
 lease keep-alive tick, which renews the leases of every item holding them every
 `lock_ttl / 3`, and the label reconciler (`pipeline_label_reconciler`, every 60 s: labels
-and label removals whose webhook was lost, see `trunkline.pipeline.reconciler`; then items
-whose awaited command's job died, escalated `job_dead`, see `trunkline.pipeline.dead_commands`)).
+and label removals whose webhook was lost, see `trunkline.pipeline.reconciler`), and the
+dead-command sweep (`pipeline_dead_commands`, every 60 s: items whose awaited command's job
+died, see `trunkline.pipeline.dead_commands`)).
 
 Policies: each repository's `.github/trunkline.yml` is read through the GitHub port of the
 installation that delivered its events (noted by the webhook handlers, else
@@ -50,7 +51,7 @@ from trunkline.github.port import GitHubPort
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.agent_performers import RESUME_JOB, AgentPerformers
 from trunkline.pipeline.config import PipelineConfig
-from trunkline.pipeline.dead_commands import DeadCommandSweep
+from trunkline.pipeline.dead_commands import DEAD_COMMANDS_TICK_SECONDS, DeadCommandSweep
 from trunkline.pipeline.escalation_performer import EscalationPerformer
 from trunkline.pipeline.item_leases import renew_held_leases
 from trunkline.pipeline.performers import GitHubPerformers
@@ -224,13 +225,18 @@ def configure_dispatch(
         noted_repositories=policies.noted_repositories,
     )
 
-    dead_commands = DeadCommandSweep(pipeline)
-
     def reconcile_labels() -> None:
         reconciler.tick()
-        dead_commands.tick()
 
     service.periodic.register("pipeline_label_reconciler", RECONCILE_TICK_SECONDS, reconcile_labels)
+    dead_commands = DeadCommandSweep(pipeline, clock)
+
+    def settle_dead_commands() -> None:
+        dead_commands.tick()
+
+    service.periodic.register(
+        "pipeline_dead_commands", DEAD_COMMANDS_TICK_SECONDS, settle_dead_commands
+    )
 
     def keep_leases_alive() -> None:
         renew_held_leases(pipeline.items(), locks, lock_ttl)

@@ -18,8 +18,9 @@ spends money, so a delivery of an agent command first asks this ledger:
   a JSON document, or the failure code, message and spend; `head`: the commit an executor
   pushed) — only while `token` still holds the claim (False otherwise: a delivery that lost
   its claim reports nothing; the holder reports).
-- `release(ref, key, token)` ends an unfinished claim (the run failed before it produced
-  anything worth keeping: a retry may run the model again), keeping what it spent.
+- `release(ref, key, token, spent)` ends an unfinished claim (the run failed before it
+  produced anything worth keeping: a retry may run the model again), keeping what it spent
+  (exactly, when the live process knows it; else as the last note left it).
 - `note(ref, key, token, spent, reserved)` is written before every model call: what the
   command's runs have spent so far and the most the call about to be made can cost. A run
   whose replica dies mid-call (or that is released, or whose claim expires) leaves that
@@ -28,6 +29,8 @@ spends money, so a delivery of an agent command first asks this ledger:
   spent, so a crash loop runs into the item's caps instead of paying again and again. A
   call in flight when its run died is counted at the most it could cost (its real usage is
   unknown). False once the claim is no longer `token`'s: the run must not call the model.
+- `left_behind(ref, key)`: that carried figure (reported with a failure that ends the
+  command without a run); `live_claim(ref, key)`: a run holds an unexpired claim.
 
 The ledger keeps the most recent `KEEP` records per item (oldest dropped first).
 """
@@ -239,14 +242,38 @@ class RoleRunLedger:
         recorded: bool = self._change(ref, key, apply)
         return recorded
 
-    def release(self, ref: ItemRef, key: str, token: str) -> None:
+    def release(self, ref: ItemRef, key: str, token: str, spent: Spend | None = None) -> None:
+        """End `token`'s unfinished claim, keeping what the command's runs spent: `spent`
+        when the caller knows it exactly (no call in flight), else the last note's spend
+        plus its reserved call."""
+
         def apply(entry: dict[str, Any] | None, now: datetime) -> tuple[Any, None]:
             if entry is None or entry.get("state") != RUNNING or entry.get("token") != token:
                 return None, None
-            released = {"state": RELEASED, "spent": _spend_json(_left_behind(entry))}
+            kept = _left_behind(entry) if spent is None else spent
+            released = {
+                "state": RELEASED,
+                "spent": _spend_json(kept),
+                # for a replica of an older version, which reads these of any unfinished entry
+                "token": "",
+                "expires_at": now.isoformat(),
+            }
             return {**released, "at": now.isoformat()}, None
 
         self._change(ref, key, apply)
+
+    def left_behind(self, ref: ItemRef, key: str) -> Spend:
+        """What unfinished runs of `key` spent that no report carried (a call in flight at
+        its worst case); nothing once an outcome is recorded."""
+        entry = (read_data(self.engine, ref).get(LEDGER_KEY) or {}).get(key)
+        return _left_behind(entry)
+
+    def live_claim(self, ref: ItemRef, key: str) -> bool:
+        """True while a run holds an unexpired claim on `key` (it may still answer)."""
+        entry = (read_data(self.engine, ref).get(LEDGER_KEY) or {}).get(key)
+        if entry is None or entry.get("state") != RUNNING:
+            return False
+        return datetime.fromisoformat(str(entry["expires_at"])) > self.clock.now()
 
     def forget(self, ref: ItemRef, key: str) -> None:
         """Drop a recorded outcome whose work cannot be recovered (the executor's commit
@@ -324,10 +351,24 @@ class RunClaim:
     token: str
     carried: Spend = field(default_factory=Spend)
     recorded: bool = False
+    settled: Spend | None = None  # the command's exact spend after the last answered call
 
     def note(self, spent: Spend, reserved: Spend) -> bool:
         """Before a model call (see `RoleRunLedger.note`); False: do not call the model."""
+        self.settled = None  # a call is about to be in flight
         return self.ledger.note(self.ref, self.key, self.token, spent, reserved)
+
+    def settle(self, spent: Spend) -> None:
+        """After a call was answered: the command's exact spend (kept in memory; a release
+        by this live process records it instead of the call's worst case)."""
+        self.settled = spent
+
+    def release(self) -> None:
+        """The run failed without an outcome worth keeping; what it spent stays counted."""
+        self.ledger.release(self.ref, self.key, self.token, self.settled)
+
+    def left_behind(self) -> Spend:
+        return self.ledger.left_behind(self.ref, self.key)
 
     def record(self, outcome: RoleOutcome) -> bool:
         """Store the run's outcome; False when the claim was taken over (report nothing)."""

@@ -9,7 +9,7 @@ crash loop (`budget_usd`) instead of every retry paying again from the item's la
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -21,6 +21,7 @@ from prerequisites import require_bwrap
 from sqlalchemy import update
 
 from trunkline.agents.messages import ModelRequest, ModelResponse, Provider
+from trunkline.agents.work_item_rows import ItemRef, read_data
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
 from trunkline.pipeline.states import WorkState
 from trunkline.policies.model import Policy
@@ -40,15 +41,23 @@ class ReplicaDiedError(RuntimeError):
 
 @dataclass
 class DyingProvider:
-    """Forwards every call; every second one raises after the provider answered."""
+    """Forwards every call; every second call of the `dying` role raises after the provider
+    answered."""
 
     inner: Provider
+    dying: str
     answered: list[ModelResponse] = field(default_factory=list)
+    read_noted: Callable[[], Decimal] | None = None  # the claim's noted spend, at each death
+    noted: list[Decimal] = field(default_factory=list)
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         response = self.inner.complete(request)
+        if request.purpose != self.dying:
+            return response
         self.answered.append(response)
         if len(self.answered) % 2 == 0:
+            if self.read_noted is not None:
+                self.noted.append(self.read_noted())
             raise ReplicaDiedError("the replica died before it saw the answer")
         return response
 
@@ -83,8 +92,27 @@ def retry_until_settled(bot: ForgeBot, issue: int, rounds: int = 12) -> None:
             )
 
 
+PLAN = {
+    **tool(
+        "submit_plan",
+        summary="Fix add() so it adds.",
+        steps=["Change the operator in src/calc.py"],
+        paths=["src/calc.py"],
+        acceptance_criteria=["add(2, 3) == 5"],
+        tests_to_run=["pytest -q"],
+        risk_notes=[],
+    ),
+    "usage": {"input_tokens": 10_000, "output_tokens": 0},
+}
+
+
+@pytest.mark.parametrize(
+    ("dying", "script"),
+    [("planner", [READ] * 30), ("plan_reviewer", [PLAN, *[READ] * 30])],
+    ids=["planner", "plan-reviewer-after-a-paid-plan"],
+)
 def test_pipeline_a_crash_loop_stops_at_the_items_usd_cap(
-    forge: ForgeHandle, tmp_path: Path
+    forge: ForgeHandle, tmp_path: Path, dying: str, script: list[dict[str, object]]
 ) -> None:
     policy = Policy.model_validate(
         {
@@ -94,14 +122,22 @@ def test_pipeline_a_crash_loop_stops_at_the_items_usd_cap(
             "escalation": {"label": "needs-human"},
         }
     )
-    dying: list[DyingProvider] = []
+    wrapped: list[DyingProvider] = []
+    before = Decimal(10_000) * PRICE_INPUT if dying == "plan_reviewer" else Decimal(0)
 
     def wrap(provider: Provider) -> Provider:
-        dying.append(DyingProvider(provider))
-        return dying[0]
+        wrapped.append(DyingProvider(provider, dying))
+        return wrapped[0]
 
-    with forge_bot(forge, tmp_path / "bot", [READ] * 30, policy, wrap_provider=wrap) as bot:
+    with forge_bot(forge, tmp_path / "bot", script, policy, wrap_provider=wrap) as bot:
         issue = bot.new_issue("crash loop")
+
+        def read_noted() -> Decimal:
+            key = bot.item(issue).awaiting
+            claim = read_data(bot.engine, ItemRef(REPO, issue))["role_runs"][key]
+            return Decimal(claim["spent"]["usd"])
+
+        wrapped[0].read_noted = read_noted
         bot.label(issue, "alice", "label-crash")
         retry_until_settled(bot, issue)
 
@@ -109,13 +145,20 @@ def test_pipeline_a_crash_loop_stops_at_the_items_usd_cap(
         history = [(t.to_state.value, t.reason) for t in item.history]
         assert item.state is WorkState.ESCALATED, history
         assert item.escalation_reason == "budget_usd", history
-        (provider,) = dying
-        charged = provider.charged_usd()
+        (provider,) = wrapped
+        charged = before + provider.charged_usd()  # the plan, when it was paid before
         calls = len(provider.answered)
         # the loop was stopped by the cap, long before the job ran out of attempts
         assert 2 <= calls < 8, calls
         assert charged <= USD_CAP
-        # the item's spend counts every dead run (calls in flight at their worst case)
+        # the item's spend counts every dead run (calls in flight at their worst case),
+        # and what the item had spent before them once
         assert charged <= item.spend.usd <= USD_CAP
+        assert item.spend.usd < charged + calls // 2 * Decimal("0.2")  # at most a worst case
+        # (about $0.15 here) per dead call on top of what was charged
+        # what the claim noted before the first dead call: this command's first call, exactly
+        # (the item's earlier spend is not the command's: counting it would count it twice)
+        assert provider.noted[0] == Decimal(20_000) * PRICE_INPUT
+        assert provider.noted[1] > provider.noted[0]  # the second run carried the first's
         comments = " ".join(c.body for c in bot.github.list_issue_comments(REPO, issue))
         assert "escalated (budget_usd)" in comments

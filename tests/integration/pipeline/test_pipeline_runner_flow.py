@@ -8,6 +8,7 @@ durable jobs, locks, GitHub writes, the merge queue's `Enqueue` — is the produ
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from pipeline_harness import (
 )
 from sqlalchemy import func, select, update
 
+from trunkline.agents.work_item_rows import ItemRef
 from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB
+from trunkline.clock import FakeClock, SystemClock
 from trunkline.errors import RetryableError, TerminalError
 from trunkline.github.model import Permission, PullFile, ReviewLineComment, ReviewState
 from trunkline.pipeline import commands as cmd
@@ -32,6 +35,7 @@ from trunkline.pipeline import events as ev
 from trunkline.pipeline.agent_performers import RESUME_JOB
 from trunkline.pipeline.dead_commands import DeadCommandSweep
 from trunkline.pipeline.model import ReviewNote, RiskAssessment, Spend, Verdict
+from trunkline.pipeline.role_runs import Claimed, RoleOutcome, RoleRunLedger
 from trunkline.pipeline.runner import CommandContext, Performed
 from trunkline.pipeline.states import WorkState
 from trunkline.policies.model import Policy
@@ -299,21 +303,16 @@ def test_pipeline_runner_escalates_a_step_that_crashes_on_every_attempt(tmp_path
     assert planner == JobState.DONE  # not dead: its last attempt answered the item
 
 
-def test_pipeline_runner_escalates_an_item_whose_command_job_died(tmp_path: Path) -> None:
-    ref: list[Harness] = []
-    harness = make_harness(tmp_path, _policy(), Agents(ref).performers())
-    ref.append(harness)
-    issue = harness.github.add_issue(REPO, title="Add a widget").number
-    sweep = DeadCommandSweep(harness.service)
-
+def _planner_killed_on_its_last_attempt(harness: Harness, issue: int) -> str:
+    """Label `issue`; its planner job's worker dies on the job's last attempt (the lease
+    sweep dead-letters it). Returns the command key the item awaits."""
+    sweep = DeadCommandSweep(harness.service, SystemClock())
     harness.deliver("issues", labeled_payload(issue, MAINTAINER))
-    planner = Job.key.like("%:run-planner")
     assert sweep.tick() == []  # queued: someone will perform it
-    # its worker was killed on the job's last attempt: the lease sweep dead-letters it
     with harness.engine.begin() as conn:
         conn.execute(
             update(Job)
-            .where(planner)
+            .where(Job.key.like("%:run-planner"))
             .values(
                 state=JobState.RUNNING,
                 attempts=Job.max_attempts,
@@ -327,9 +326,28 @@ def test_pipeline_runner_escalates_an_item_whose_command_job_died(tmp_path: Path
     item = harness.service.item(REPO, issue)
     assert item is not None
     assert item.state is WorkState.PLANNING  # it would wait forever
+    assert item.awaiting is not None
+    return item.awaiting
+
+
+def test_pipeline_runner_escalates_an_item_whose_command_job_died(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    harness = make_harness(tmp_path, _policy(), Agents(ref).performers())
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+    awaiting = _planner_killed_on_its_last_attempt(harness, issue)
+    clock = FakeClock(current=datetime.now(UTC))
+    sweep = DeadCommandSweep(harness.service, clock)
+    # a run of the command still holds its claim (another delivery): it may still answer
+    ledger = RoleRunLedger(harness.engine, clock, timedelta(seconds=30))
+    item_ref = ItemRef(REPO, issue)
+    assert isinstance(ledger.claim(item_ref, awaiting, "elsewhere"), Claimed)
+    assert ledger.note(item_ref, awaiting, "elsewhere", Spend(700, Decimal("0.7")), Spend())
+    assert sweep.tick() == []
+    clock.advance(31)  # that run died too: its claim expired
 
     (dead,) = sweep.tick()
-    assert (dead.issue, dead.command) == (issue, item.awaiting)
+    assert (dead.issue, dead.command, dead.action) == (issue, awaiting, "escalated")
     assert "worker died" in dead.error
     harness.drain()
     escalated = harness.service.item(REPO, issue)
@@ -339,7 +357,32 @@ def test_pipeline_runner_escalates_an_item_whose_command_job_died(tmp_path: Path
     bodies = " ".join(c.body for c in harness.github.comments_on(REPO, issue))
     assert "escalated (job_dead)" in bodies
     assert "lease expired on the last attempt" in bodies
+    assert escalated.spend == Spend(700, Decimal("0.7"))  # what the dead run spent counts
     assert sweep.tick() == []  # answered once; the next tick finds nothing
+
+
+def test_pipeline_runner_replays_a_recorded_run_whose_job_died(tmp_path: Path) -> None:
+    ref: list[Harness] = []
+    agents = Agents(ref)
+    harness = make_harness(tmp_path, _policy(), agents.performers())
+    ref.append(harness)
+    issue = harness.github.add_issue(REPO, title="Add a widget").number
+    awaiting = _planner_killed_on_its_last_attempt(harness, issue)
+    # the run had recorded its outcome; the worker died before reporting it
+    ledger = RoleRunLedger(harness.engine, SystemClock())
+    item_ref = ItemRef(REPO, issue)
+    assert isinstance(ledger.claim(item_ref, awaiting, "died"), Claimed)
+    assert ledger.record(item_ref, awaiting, "died", RoleOutcome(event=None))
+    sweep = DeadCommandSweep(harness.service, SystemClock())
+
+    (replayed,) = sweep.tick()
+    assert replayed.action == "replayed"
+    assert sweep.tick() == []  # the replay job is queued: nothing more to do
+    harness.drain()
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is not WorkState.ESCALATED
+    assert item.awaiting != awaiting  # the command was answered
 
 
 def test_pipeline_runner_admits_under_max_active_and_waits_for_locks(tmp_path: Path) -> None:
