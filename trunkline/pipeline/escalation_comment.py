@@ -6,9 +6,9 @@ escalation performer hands to `trunkline.agents.escalation.perform_escalation` (
 where the work is — the branch and SHA — and the `cc` line for the policy's notify list).
 Reason codes are the machine's (`plan_rejected`, `max_review_rounds`, `reviewer_escalated`,
 `plan_review_escalated`, `step_failed`, `lease_lost`, `job_dead`, ...) and the agents'
-(`budget_tokens`,
-`budget_usd`, `budget_wall`, `max_turns`, `invalid_output`, `max_tokens_stop`,
-`provider_error`, `model_refusal`, `no_changes`); an unknown code still gets a comment.
+(`budget_tokens`, `budget_usd`, `budget_wall`, `max_turns`, `invalid_output`,
+`max_tokens_stop`, `provider_error`, `model_refusal`, `no_changes`); an unknown code still
+gets a comment.
 """
 
 from __future__ import annotations

@@ -196,7 +196,6 @@ class RoleRunLedger:
                 "token": token,
                 "expires_at": (now + self.ttl).isoformat(),
                 "at": now.isoformat(),
-                "carried": _spend_json(carried),
                 "spent": _spend_json(carried),
                 "reserved": _spend_json(Spend()),
             }
