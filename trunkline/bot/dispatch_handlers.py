@@ -7,7 +7,9 @@ safe because the state machine ignores duplicates: a repeated `Labeled` for a li
 review of a SHA already handled, a head already known all decide to "no change".
 
 - `issues.labeled` / `issues.unlabeled` (issues only, not PRs) -> `Labeled` / `Unlabeled`;
-  the permission comes from `GitHubPort.get_permission`, never from the payload.
+  the permission comes from `GitHubPort.get_permission`, never from the payload. A label a
+  bot applies starts nothing: work is handed over by people (`/trunkline retry` puts the
+  label back itself and submits the commenter's `Labeled`).
 - `pull_request_review.submitted` on a PR of a work item -> `HumanReview` with the review's
   body and its line comments (`path:line: text`), from a user whose API-read permission is at
   least the policy's `dispatch.min_permission` (reviews by bots, including the App's own
@@ -17,7 +19,8 @@ review of a SHA already handled, a head already known all decide to "no change".
   PR: a squash merge closes it without a GitHub merge, and the queue reports the merge).
 - `queue_departure_job`: the merge queue's departures (`QueueService.departure_job_kind`,
   enqueued in the queue step's own transaction) -> `Merged(pr, merged_sha)` /
-  `Ejected(pr, reason)` for the work item whose PR left the queue.
+  `Ejected(pr, reason)` / `Dequeued(pr, reason)` (while the PR is still open) for the work
+  item whose PR left the queue.
 - `admission_tick()`: a periodic task that runs `PipelineService.admit` for every repository
   with items (a safety net: admission also runs after every decision that frees a slot).
 """
@@ -39,6 +42,7 @@ from trunkline.pipeline import events as ev
 from trunkline.pipeline.model import WorkItem
 from trunkline.pipeline.runner import PipelineService
 from trunkline.pipeline.states import WorkState
+from trunkline.pipeline.store import load_item
 from trunkline.policies.model import Permission
 from trunkline.store.jobs import ClaimedJob
 from trunkline.store.tables import QueueEntry
@@ -92,6 +96,8 @@ class DispatchHandlers:
         self.note_installation(repo, installation)
         if payload.label.name != self.service.config_for(repo).dispatch_label:
             return
+        if _is_bot(payload.sender.login, payload.sender.type):
+            return  # trunkline's own label (`/trunkline retry`) or another automation's
         github = self.github_for(installation)
         permission = policy_permission(github.get_permission(repo, payload.sender.login))
         self.service.submit(
@@ -219,25 +225,44 @@ class DispatchHandlers:
     # -- merge queue ---------------------------------------------------------------------
 
     def queue_departure_job(self, job: ClaimedJob) -> None:
-        """A PR left the merge queue: merged -> `Merged`, ejected -> `Ejected` (idempotent:
-        the item accepts either only in `queued_for_merge`, for its own PR)."""
+        """A PR left the merge queue: merged -> `Merged` (a fact in any state), ejected ->
+        `Ejected`, dequeued while still open -> `Dequeued` (both accepted only in
+        `queued_for_merge`, for the item's own PR, so a departure the pipeline caused itself
+        by leaving the queue decides nothing). A dequeue because the PR was closed or merged
+        outside the queue is left to `pull_request.closed`, the delivery that caused it."""
         repo = str(job.payload["repo"])
         pr = int(job.payload["pr"])
         item = self._item_of_pr(repo, pr)
         if item is None:
             return  # not a work item's PR (a person's PR in the queue)
+        state = job.payload["state"]
+        reason = str(job.payload.get("reason") or "")
+        if state == "merged":
+            sha = str(job.payload.get("merged_sha") or job.payload.get("head_sha") or "")
+            self.service.submit(repo, item.issue, ev.Merged(pr, sha))
+            return
         if item.state is WorkState.READY:
             # the queue acted before the item recorded its own Enqueue (a slow or retried
             # Enqueue job): deliver this once the item is queued_for_merge, never drop it
             raise RetryableError(
                 f"{repo}#{item.issue} has not recorded entering the queue yet", retry_after=2.0
             )
-        if job.payload["state"] == "merged":
-            sha = str(job.payload.get("merged_sha") or job.payload.get("head_sha") or "")
-            event: ev.Event = ev.Merged(pr, sha)
+        if state == "ejected":
+            event: ev.Event = ev.Ejected(pr, reason or "ejected from the queue")
+        elif state == "dequeued":
+            if item.state is not WorkState.QUEUED_FOR_MERGE or not self._pull_open(item):
+                return
+            event = ev.Dequeued(pr, reason or "dequeued")
         else:
-            event = ev.Ejected(pr, str(job.payload.get("reason") or "ejected from the queue"))
+            return
         self.service.submit(repo, item.issue, event)
+
+    def _pull_open(self, item: WorkItem) -> bool:
+        assert item.pr is not None
+        with self.service.engine.connect() as conn:
+            installation = load_item(conn, item.repo, item.issue, for_update=False)
+        github = self.github_for(installation.installation_id)
+        return github.get_pull(item.repo, item.pr).state == "open"
 
     # -- periodic ------------------------------------------------------------------------
 

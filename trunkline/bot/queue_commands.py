@@ -2,10 +2,11 @@
 
 Performs I/O (GitHub, the store, the queue service). `issue_comment.created` comments are
 parsed by `trunkline.bot.slash_commands` (the one parser); this module handles `queue`,
-`dequeue`, `approve`, `retry`, `priority` and `explain`, and answers unknown commands with
-the parser's short help. `takeover`, `resume`, `cancel` and `approve-plan` belong to the
-agents' handlers and are skipped here (`AGENT_COMMANDS`), as are comments on issues (not
-pull requests): work items are the agents' handlers' business, including help replies there.
+`dequeue`, `approve`, `retry`, `priority` and `explain` on pull requests, and answers unknown
+commands there with the parser's short help. `takeover`, `resume`, `cancel` and
+`approve-plan` belong to the work items' handlers (`trunkline.bot.item_commands`,
+`trunkline.bot.takeover_handlers`) and are skipped here (`AGENT_COMMANDS`), as are comments
+on issues (not pull requests), including help replies there.
 
 Every command is permission-checked through `GitHubPort.get_permission` against
 `slash_commands.required_permission` (write, `explain` read); an unauthorized commenter gets

@@ -42,6 +42,7 @@ from trunkline.agents.store_timeline import StoreTimeline
 from trunkline.agents.timeline import TimelineSink
 from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB, DispatchHandlers
 from trunkline.bot.gate_runner import QueuePort
+from trunkline.bot.item_commands import ItemCommands
 from trunkline.bot.queue_commands import build_gate_runner
 from trunkline.bot.service import Service
 from trunkline.clock import Clock, SystemClock
@@ -212,6 +213,12 @@ def configure_dispatch(
     service.handlers.register(RESUME_JOB, agents.resume_job)
     handlers = DispatchHandlers(pipeline, github_for, policies.note_installation)
     handlers.register(service.router)
+    ItemCommands(
+        pipeline,
+        github_for,
+        policies,
+        team_members={team: frozenset(members) for team, members in settings.team_members.items()},
+    ).register(service.router)
     service.handlers.register(QUEUE_DEPARTURE_JOB, handlers.queue_departure_job)
     if isinstance(queue, QueueService):
         queue.departure_job_kind = QUEUE_DEPARTURE_JOB

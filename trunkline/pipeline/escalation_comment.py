@@ -38,9 +38,11 @@ _EXPLANATIONS: dict[str, str] = {
     "step_failed": "a step failed in a way retrying cannot fix",
     "job_dead": "the job performing a step died on its last attempt (a crash or a killed "
     "worker) without reporting",
+    "dequeued": "the pull request was taken out of the merge queue (not by trunkline), so it "
+    "cannot merge without a human",
 }
 
-_RESTART = "Label the issue again to start a new run."
+_RESTART = "Label the issue again (or comment `/trunkline retry`) to start a new run."
 _NEXT_STEPS: dict[str, tuple[str, ...]] = {
     "budget_tokens": ("Raise `agents.budget.tokens` in the policy, then label the issue again.",),
     "budget_usd": ("Raise `agents.budget.usd` in the policy, then label the issue again.",),
@@ -64,6 +66,10 @@ _NEXT_STEPS: dict[str, tuple[str, ...]] = {
     "job_dead": (
         "Read the job's last error (`trunkline jobs --dead`) and the timeline "
         "(`trunkline timeline {item}`). " + _RESTART,
+    ),
+    "dequeued": (
+        "Comment `/trunkline queue` on the pull request to put it back in the queue (it "
+        "merges as it is), or close it. " + _RESTART,
     ),
 }
 _DEFAULT_NEXT = (

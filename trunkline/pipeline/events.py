@@ -104,12 +104,23 @@ class CancelRequested:
 
 @dataclass(frozen=True)
 class Merged:
+    """The item's pull request merged (through the queue or not): a fact in any state."""
+
     pr: int
     sha: str
 
 
 @dataclass(frozen=True)
 class Ejected:
+    pr: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dequeued:
+    """The pull request left the merge queue neither merged nor ejected, while still open:
+    `/trunkline dequeue`, or its base branch changed. `reason` is the queue's."""
+
     pr: int
     reason: str
 
@@ -243,6 +254,7 @@ Event = (
     | CancelRequested
     | Merged
     | Ejected
+    | Dequeued
     | Admitted
     | PlanReady
     | PlanReviewed

@@ -35,6 +35,7 @@ from typing import assert_never
 
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.commands import (
+    CancelWork,
     CloseIssue,
     Enqueue,
     PostReview,
@@ -74,6 +75,7 @@ from trunkline.pipeline.model import (
 )
 from trunkline.pipeline.states import (
     ACTIVE,
+    MERGEABLE,
     WITH_REVIEWABLE_PR,
     WorkState,
 )
@@ -366,11 +368,15 @@ def _on_enqueued(step: Step, event: ev.Enqueued) -> bool:
 
 
 def _on_merged(step: Step, event: ev.Merged) -> bool:
+    """A merge of the item's PR is a fact, whatever the item was doing: a merge that landed
+    while a change request sent it back to the executor, a human merging an escalated PR."""
     item = step.item
-    if item.state is not S.QUEUED_FOR_MERGE or event.pr != item.pr:
+    if item.state not in MERGEABLE or item.pr is None or event.pr != item.pr:
         return False
     release_locks(step)
     reason = f"#{event.pr} merged as {event.sha[:12]}"
+    if item.state in ACTIVE:
+        step.emit(CancelWork(key=step.key("cancel-work"), item=item.key, reason=reason))
     step.move(S.MERGED, reason)
     step.change(merged_sha=event.sha, exit_reason=reason, awaiting=None)
     risk = item.risk.level if item.risk is not None else "unknown"
@@ -393,6 +399,16 @@ def _on_ejected(step: Step, event: ev.Ejected) -> bool:
         (event.reason,),
         dequeue=False,
     )
+    return True
+
+
+def _on_dequeued(step: Step, event: ev.Dequeued) -> bool:
+    """Taken out of the queue by someone else: the item cannot merge without a human, so it
+    escalates (locks released) instead of waiting in `queued_for_merge` for ever."""
+    item = step.item
+    if item.state is not S.QUEUED_FOR_MERGE or event.pr != item.pr:
+        return False
+    escalate(step, "dequeued", f"#{event.pr} left the merge queue: {event.reason}", dequeue=False)
     return True
 
 
@@ -432,6 +448,8 @@ def _apply(step: Step, event: ev.Event) -> bool:
             return _on_merged(step, event)
         case ev.Ejected():
             return _on_ejected(step, event)
+        case ev.Dequeued():
+            return _on_dequeued(step, event)
         case ev.PrClosed():
             return on_pr_closed(step, event)
         case ev.TakeoverRequested():

@@ -183,8 +183,8 @@ class LabelReconciler:
         if item is not None and item.state not in TERMINAL:
             return None  # live: the label was seen
         applied = latest_label_event(github.list_issue_events(repo, issue.number), "labeled", label)
-        if applied is None:
-            return None  # no one to attribute the label to
+        if applied is None or applied.actor.is_bot:
+            return None  # no one to attribute the label to, or a bot's (it starts nothing)
         if item is None:
             return applied
         if applied.created_at is None or applied.created_at <= item.updated_at:

@@ -106,6 +106,9 @@ _MAIN_LINE: tuple[tuple[WorkState, WorkState], ...] = (
 _WITH_PR = frozenset(
     {S.EXECUTING, S.SELF_CHECK, S.PR_OPEN, S.REVIEWING, S.READY, S.QUEUED_FOR_MERGE, S.TAKEN_OVER}
 )
+#: States from which a merge of the item's pull request ends it `merged`: wherever it may
+#: have one, including after it ended escalated, cancelled or failed (a human merged it).
+MERGEABLE: frozenset[WorkState] = _WITH_PR | {S.ESCALATED, S.CANCELLED, S.FAILED}
 #: Active states an item rests in (changes_requested is only passed through on the way
 #: back to the executor, in the same decision).
 _RESTING_ACTIVE = ACTIVE - {S.CHANGES_REQUESTED}
@@ -121,6 +124,8 @@ def _side_exits() -> frozenset[tuple[WorkState, WorkState]]:
     edges.add((S.TAKEN_OVER, S.CANCELLED))
     for state in _WITH_PR:
         edges.add((state, S.FAILED))
+    for state in MERGEABLE:
+        edges.add((state, S.MERGED))
     for state in RESTARTABLE:
         edges.add((state, S.QUEUED))
     return frozenset(edges)

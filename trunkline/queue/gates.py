@@ -313,12 +313,20 @@ def tally_approvals(inputs: GateInputs) -> ApprovalTally:
     )
 
 
-def _eligible(approvers: tuple[str, ...], team_members: Mapping[str, frozenset[str]]) -> _Eligible:
-    users = {a.lower() for a in approvers if "/" not in a}
+def eligible_logins(
+    approvers: tuple[str, ...], team_members: Mapping[str, frozenset[str]]
+) -> frozenset[str]:
+    """The lower-cased logins `approvers` names: users as written, teams (`org/team`)
+    through `team_members` (a team nobody configured names no one)."""
+    users = {a.lower().lstrip("@") for a in approvers if "/" not in a}
     for team in (a for a in approvers if "/" in a):
         members = team_members.get(team) or team_members.get(team.lower()) or frozenset()
         users.update(member.lower().lstrip("@") for member in members)
-    return _Eligible(frozenset(users))
+    return frozenset(users)
+
+
+def _eligible(approvers: tuple[str, ...], team_members: Mapping[str, frozenset[str]]) -> _Eligible:
+    return _Eligible(eligible_logins(approvers, team_members))
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ class QueueService:
             self.crash_points.hit(CrashPoint.CHECKS_PASSED)
 
 
-DEPARTURES_REPORTED = frozenset({"merged", "ejected"})
+DEPARTURES_REPORTED = frozenset({"merged", "ejected", "dequeued"})
 DEPARTURE_JOB_MAX_ATTEMPTS = 20
 """A listener may ask to be told again later (the work item has not recorded its Enqueue yet):
 with the job runner's backoff, 20 attempts span hours."""

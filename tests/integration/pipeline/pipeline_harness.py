@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB, DispatchHandlers
 from trunkline.bot.events import parse_payload
+from trunkline.bot.item_commands import ItemCommands
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.clock import SystemClock
 from trunkline.github.fake import FakeGitHub
@@ -79,6 +80,35 @@ def review_payload(pr: int, head_sha: str, state: str, login: str, body: str) ->
     return payload
 
 
+def comment_payload(
+    number: int,
+    body: str,
+    login: str,
+    *,
+    comment_id: int = 900,
+    labels: tuple[str, ...] = ("agent",),
+    pull_request: bool = False,
+    account_type: str = "User",
+) -> dict[str, Any]:
+    """`issue_comment.created` on issue (or pull request) `number`."""
+    issue: dict[str, Any] = {
+        "number": number,
+        "title": "Add a widget",
+        "labels": [{"name": name} for name in labels],
+    }
+    if pull_request:
+        issue["pull_request"] = {"url": f"https://api.github.test/pulls/{number}"}
+    user = {"login": login, "id": 3, "type": account_type}
+    return {
+        "action": "created",
+        "issue": issue,
+        "comment": {"id": comment_id, "body": body, "user": user},
+        "repository": repository_json(),
+        "sender": user,
+        "installation": {"id": INSTALLATION},
+    }
+
+
 def labeled_payload(
     issue: int, login: str, label: str = "agent", action: str = "labeled"
 ) -> dict[str, Any]:
@@ -127,6 +157,7 @@ def make_harness(
     url: str | None = None,
     lock_poll_seconds: float = 20.0,
     wrap_github: Callable[[FakeGitHub], GitHubPort] | None = None,
+    team_members: Mapping[str, frozenset[str]] | None = None,
 ) -> Harness:
     engine = migrated_engine(url or f"sqlite:///{tmp_path / 'pipeline.db'}")
     github = FakeGitHub()
@@ -158,6 +189,7 @@ def make_harness(
     router = Router()
     handlers = DispatchHandlers(service, github_for)
     handlers.register(router)
+    ItemCommands(service, github_for, lambda repo: policy, team_members or {}).register(router)
     registry.register(QUEUE_DEPARTURE_JOB, handlers.queue_departure_job)
     queue.departure_job_kind = QUEUE_DEPARTURE_JOB  # as configure_dispatch wires it
     return Harness(engine, github, service, queue, locks, router, jobs, pool, handlers)

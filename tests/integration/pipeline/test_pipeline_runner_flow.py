@@ -736,7 +736,8 @@ def test_pipeline_runner_keeps_a_merge_the_queue_reports_before_the_item_records
     tmp_path: Path,
 ) -> None:
     """The queue may merge a PR while the item's Enqueue job is still running (a slow or
-    retried job): the departure must wait for the item, not be dropped."""
+    retried job): the merge is a fact in `ready` too, and the late `Enqueued` changes
+    nothing."""
     harness, _ = _setup(tmp_path)
     early: list[BaseException | None] = []
 
@@ -762,24 +763,82 @@ def test_pipeline_runner_keeps_a_merge_the_queue_reports_before_the_item_records
     issue = harness.github.add_issue(REPO, title="Add a widget").number
     harness.deliver("issues", labeled_payload(issue, MAINTAINER))
     harness.drain()
-    assert len(early) == 1
-    assert isinstance(early[0], RetryableError)  # told to try again, not dropped
-    item = harness.service.item(REPO, issue)
-    assert item is not None
-    assert item.state is WorkState.QUEUED_FOR_MERGE
-    # the job runner's retry now finds the item in the queue: it merges
-    harness.handlers.queue_departure_job(
-        ClaimedJob(
-            1,
-            "departure",
-            QUEUE_DEPARTURE_JOB,
-            {"repo": REPO, "pr": item.pr, "state": "merged", "merged_sha": "d" * 40},
-            2,
-            20,
-            "test",
-            datetime.now(UTC),
-        )
-    )
+    assert early == [None]  # taken at once, not dropped and not postponed
     merged = harness.service.item(REPO, issue)
     assert merged is not None
     assert merged.state is WorkState.MERGED
+    assert merged.merged_sha == "d" * 40
+    assert harness.github.get_issue(REPO, issue).state == "closed"
+
+
+def _departure(pr: int, state: str, **payload: str) -> ClaimedJob:
+    """The queue's departure job for `pr`, as the job runner hands it to the handler."""
+    data = {"repo": REPO, "pr": pr, "state": state, **payload}
+    return ClaimedJob(1, "departure", QUEUE_DEPARTURE_JOB, data, 1, 20, "test", datetime.now(UTC))
+
+
+def test_pipeline_runner_escalates_an_item_whose_pr_a_person_took_out_of_the_queue(
+    tmp_path: Path,
+) -> None:
+    """Without this the item waited in `queued_for_merge` for ever, holding its locks."""
+    harness, _ = _setup(tmp_path)
+    issue, pr, _head = _queued_item(harness)
+    holder = f"issue-{issue}"
+    assert harness.locks.held(REPO, holder)
+
+    harness.queue.submit(REPO, "main", qev.Dequeue(pr, by="omar", reason="dequeued by @omar"))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.ESCALATED
+    assert item.escalation_reason == "dequeued"
+    assert "dequeued by @omar" in (item.exit_reason or "")
+    assert not harness.locks.held(REPO, holder)
+
+
+def test_pipeline_runner_leaves_a_dequeue_of_a_closed_pr_to_its_close(tmp_path: Path) -> None:
+    harness, _ = _setup(tmp_path)
+    issue, pr, head = _queued_item(harness)
+    harness.github.close_pull(REPO, pr)
+    harness.queue.submit(REPO, "main", qev.Dequeue(pr, by="omar", reason="PR closed"))
+    harness.drain()
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.QUEUED_FOR_MERGE  # the departure decided nothing...
+
+    harness.deliver("pull_request", pull_request_payload("closed", pr, head, merged=False))
+    harness.drain()
+    closed = harness.service.item(REPO, issue)
+    assert closed is not None
+    assert closed.state is WorkState.FAILED  # ...the close did
+
+
+def test_pipeline_runner_ends_merged_when_the_merge_lands_during_a_change_request(
+    tmp_path: Path,
+) -> None:
+    """A change request sends the item back to the executor while the queue's fast-forward
+    is in flight (the queue defers the Dequeue); the merge lands: the item ends merged."""
+    harness, _ = _setup(tmp_path)
+    issue, pr, head = _queued_item(harness)
+    sha = _run_queue_to_checks(harness, pr, head)
+    effects = harness.queue.submit(
+        REPO, "main", qev.CheckCompleted(sha, "ci", CheckConclusion.SUCCESS)
+    )
+    forward = next(e for e in effects if isinstance(e, FastForwardBase))
+
+    review = review_payload(pr, head, "changes_requested", MAINTAINER, "Rename it.")
+    harness.deliver("pull_request_review", review)
+    sent_back = harness.service.item(REPO, issue)
+    assert sent_back is not None
+    assert sent_back.state is WorkState.EXECUTING
+    harness.queue.submit(REPO, "main", qev.FastForwarded(forward.build_id, sha))
+    harness.handlers.queue_departure_job(_departure(pr, "merged", merged_sha=sha))
+    harness.drain()
+
+    item = harness.service.item(REPO, issue)
+    assert item is not None
+    assert item.state is WorkState.MERGED
+    assert item.merged_sha == sha
+    assert not harness.locks.held(REPO, f"issue-{issue}")
+    assert harness.github.get_issue(REPO, issue).state == "closed"

@@ -582,11 +582,50 @@ def test_a_push_while_queued_keeps_the_entry_and_reviews_the_new_head() -> None:
     assert d.at(S.MERGED)
 
 
-def test_merged_only_from_queued_for_merge() -> None:
-    d = driven_to(S.READY)
-    d.unchanged(ev.Merged(42, "m" * 40))
+def test_a_merge_of_another_pr_changes_nothing() -> None:
     d = driven_to(S.QUEUED_FOR_MERGE)
     d.unchanged(ev.Merged(41, "m" * 40))
+
+
+@pytest.mark.parametrize("state", [S.REVIEWING, S.READY, S.QUEUED_FOR_MERGE])
+def test_a_merge_of_the_items_pr_is_a_fact_in_any_state(state: WorkState) -> None:
+    d = driven_to(state)
+    d.send(ev.Merged(42, "m" * 40))
+    assert d.at(S.MERGED)
+    assert d.it.merged_sha == "m" * 40
+    assert d.has(cmd.ReleaseLocks)
+    assert d.has(cmd.CloseIssue)
+    assert d.has(cmd.CancelWork)  # the agents stop: nothing left to do
+    d.unchanged(ev.Merged(42, "m" * 40))
+
+
+def test_a_merge_that_lands_after_a_change_request_still_ends_the_item_merged() -> None:
+    d = driven_to(S.QUEUED_FOR_MERGE)
+    d.send(ev.HumanReview("a" * 40, ev.HumanReviewState.CHANGES_REQUESTED, "omar", ("no",)))
+    assert d.at(S.EXECUTING)  # sent back; its Dequeue is deferred by the fast-forward in flight
+    d.send(ev.Merged(42, "m" * 40))
+    assert d.at(S.MERGED)
+    assert d.has(cmd.CloseIssue)
+
+
+def test_a_human_merging_an_escalated_pr_ends_the_item_merged() -> None:
+    d = driven_to(S.QUEUED_FOR_MERGE)
+    d.send(ev.Dequeued(42, "dequeued by @omar"))
+    assert d.at(S.ESCALATED)
+    assert d.it.escalation_reason == "dequeued"
+    assert d.has(cmd.ReleaseLocks)
+    assert not d.has(cmd.Dequeue)  # already out of the queue
+    assert d.one(cmd.Escalate).reason == "dequeued"
+    d.send(ev.Merged(42, "m" * 40))
+    assert d.at(S.MERGED)
+    assert not d.has(cmd.ReleaseLocks)  # released when it escalated
+
+
+def test_a_dequeue_counts_only_while_queued_and_for_the_items_pr() -> None:
+    d = driven_to(S.READY)
+    d.unchanged(ev.Dequeued(42, "dequeued by @omar"))
+    d = driven_to(S.QUEUED_FOR_MERGE)
+    d.unchanged(ev.Dequeued(41, "dequeued by @omar"))
 
 
 def test_ejection_goes_back_to_the_executor() -> None:
