@@ -32,7 +32,7 @@ workspace).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -47,10 +47,11 @@ from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.model import ReviewNote, Verdict
 from trunkline.pipeline.runner import CommandContext, Performed, PipelineService
+from trunkline.policies.evaluation import Change, evaluate
 from trunkline.policies.model import Policy
 from trunkline.queue import events as queue_events
 from trunkline.queue.config_from_policy import default_priority, queue_config_from_policy
-from trunkline.queue.gates import ReviewerVerdict
+from trunkline.queue.gates import ReviewerVerdict, approval_groups
 
 GitHubFor = Callable[[int | None], GitHubPort]
 """Installation id -> the GitHub port acting as that installation."""
@@ -86,6 +87,14 @@ def review_fallback_body(body: str, notes: tuple[ReviewNote, ...]) -> str:
     """The review body when GitHub refused the line comments: the findings listed in it."""
     listed = "".join(f"\n- `{note.path}:{note.line}`: {note.body}" for note in notes)
     return f"{body}\n\nFindings (line comments were refused):{listed}"
+
+
+def plan_approvers(policy: Policy, paths: Sequence[str]) -> tuple[str, ...]:
+    """Whom a plan touching `paths` asks for approval: the approvers of its risk level's
+    rule (named, or the owners of the touched subsystems), else `escalation.notify`."""
+    evaluation = evaluate(policy, Change(modified=tuple(paths)))
+    named = {a for group in approval_groups(evaluation) for a in group.approvers}
+    return tuple(sorted(named or set(policy.escalation.notify), key=str.lower))
 
 
 @dataclass
@@ -153,10 +162,17 @@ class GitHubPerformers:
         self, command: cmd.RequestPlanApproval, context: CommandContext
     ) -> Performed:
         reasons = "".join(f"\n- {reason}" for reason in command.reasons)
+        who = plan_approvers(self.policy_for(context.repo), context.item.plan_paths)
+        mentions = " ".join(f"@{name.lstrip('@')}" for name in who)
+        asked = (
+            f"{mentions}: reply `/trunkline approve-plan` to approve it"
+            if mentions
+            else "Reply `/trunkline approve-plan` to approve it (write access needed)"
+        )
         body = (
             f"The plan `{command.plan_id}` is **{command.risk}** risk and needs a human's "
             f"approval before any change is made:{reasons}\n\n{command.summary}\n\n"
-            f"Reply `/trunkline approve-plan` to approve it."
+            f"{asked}, or `/trunkline cancel` to stop."
         )
         self._github(context).upsert_sticky_comment(
             context.repo, context.issue, f"pipeline.plan-approval.{command.plan_id}", body

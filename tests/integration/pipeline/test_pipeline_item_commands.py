@@ -337,3 +337,16 @@ def test_a_label_a_bot_applies_starts_nothing(tmp_path: Path) -> None:
     h.deliver("issues", payload)
     h.drain()
     assert h.service.item(REPO, issue) is None
+
+
+def test_the_plan_approval_request_mentions_who_may_approve(tmp_path: Path) -> None:
+    h = _harness(tmp_path, HIGH_RISK_POLICY)
+    issue = _labeled_issue(h)
+    (request,) = [c.body for c in h.github.comments_on(REPO, issue) if "plan-approval" in c.body]
+    assert "@acme/security @ada: reply `/trunkline approve-plan`" in request
+
+    nobody_named = {**ANY_WRITER_POLICY, "escalation": {"notify": ["@oncall"]}}
+    h2 = _harness(tmp_path / "notify", nobody_named)
+    issue2 = _labeled_issue(h2)
+    (asked,) = [c.body for c in h2.github.comments_on(REPO, issue2) if "plan-approval" in c.body]
+    assert "@oncall: reply `/trunkline approve-plan`" in asked
