@@ -86,6 +86,18 @@ def read_data(engine: Engine, ref: ItemRef) -> dict[str, Any]:
     return dict(row[0] or {}) if row is not None else {}
 
 
+def item_of_pull(engine: Engine, repo: str, pr: int) -> ItemRef | None:
+    """The work item whose pull request is `pr` in `repo` (None: no item has that PR)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(WorkItem.issue_number)
+            .where(and_(WorkItem.repo_full_name == repo, WorkItem.pr_number == pr))
+            .order_by(WorkItem.id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else ItemRef(repo, int(row[0]))
+
+
 def read_state(engine: Engine, ref: ItemRef) -> str | None:
     with engine.connect() as conn:
         row = conn.execute(

@@ -11,6 +11,8 @@ Performs I/O through its collaborators: the GitHub port of the delivery's instal
 * resume launches through the launcher with the comment id as the idempotency key (the
   job launcher enqueues a job whose key includes it).
 
+On a pull request the commands act on the work item whose PR it is; a comment on an issue
+or pull request that is no work item gets a reply and changes nothing (no row is created).
 Other commands (queue, approve, ...) are parsed by `slash_commands` but handled elsewhere;
 this module ignores them, as it ignores comments written by bots.
 """
@@ -34,7 +36,7 @@ from trunkline.agents.takeover import (
     human_holder,
     request_takeover,
 )
-from trunkline.agents.work_item_rows import ItemRef
+from trunkline.agents.work_item_rows import ItemRef, item_of_pull, read_state
 from trunkline.bot.events import IssueCommentEvent
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.slash_commands import (
@@ -132,24 +134,39 @@ def handle_comment(deps: TakeoverDeps, event: RoutedEvent) -> None:
     assert user is not None  # _is_bot said so
     login = user.login
     repo = payload.repository.full_name
-    ref = ItemRef(repo, payload.issue.number)
+    number = payload.issue.number  # the issue or pull request commented on
     installation = payload.installation.id if payload.installation else None
     github = deps.github_for(installation)
     command = wanted[-1]  # takeover then resume in one comment: the last word wins
     key = f"slash.{payload.comment.id}"
     refusal = permission_refusal(login, command.name, github.get_permission(repo, login))
     if refusal is not None:
-        github.upsert_sticky_comment(repo, ref.number, key, refusal)
+        github.upsert_sticky_comment(repo, number, key, refusal)
         log.info(
             "slash command refused",
-            extra={"repo": repo, "issue": ref.number, "command": command.name.value},
+            extra={"repo": repo, "issue": number, "command": command.name.value},
         )
         return
+    if payload.issue.is_pull_request:
+        found = item_of_pull(deps.engine, repo, number)
+    else:
+        found = ItemRef(repo, number) if read_state(deps.engine, ItemRef(repo, number)) else None
+    if found is None:
+        # never raise a flag on a row that is no work item: a later label would start an
+        # item that is "taken over" before it began
+        github.upsert_sticky_comment(
+            repo,
+            number,
+            key,
+            f"#{number} is not a trunkline work item, so there is nothing to {command.name.value}.",
+        )
+        return
+    ref = found
     if command.name is CommandName.TAKEOVER:
         reply = _take_over(deps, ref, login)
     else:
         reply = _resume(deps, ref, login, installation, payload.comment.id)
-    github.upsert_sticky_comment(repo, ref.number, key, reply)
+    github.upsert_sticky_comment(repo, number, key, reply)
 
 
 def _take_over(deps: TakeoverDeps, ref: ItemRef, login: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from trunkline.agents.takeover import (
     TakeoverFlag,
@@ -18,7 +18,7 @@ from trunkline.agents.takeover import (
     read_takeover,
     work_item_holder,
 )
-from trunkline.agents.work_item_rows import ItemRef, read_state
+from trunkline.agents.work_item_rows import ItemRef, ensure_work_item, read_state
 from trunkline.bot.events import parse_payload
 from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.takeover_handlers import (
@@ -36,6 +36,7 @@ from trunkline.store.engine import make_engine
 from trunkline.store.jobs import JobStore
 from trunkline.store.schema import upgrade
 from trunkline.store.tables import Job
+from trunkline.store.tables import WorkItem as WorkItemRow
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -61,7 +62,14 @@ class RecordingLauncher:
 
 
 def comment_event(
-    repo: str, number: int, comment_id: int, login: str, body: str, *, bot: bool = False
+    repo: str,
+    number: int,
+    comment_id: int,
+    login: str,
+    body: str,
+    *,
+    bot: bool = False,
+    pull_request: bool = False,
 ) -> RoutedEvent:
     user = {"login": login, "id": 7, "type": "Bot" if bot else "User"}
     raw: dict[str, Any] = {
@@ -77,6 +85,8 @@ def comment_event(
         "issue": {"number": number, "title": "t", "user": user},
         "comment": {"id": comment_id, "body": body, "user": user},
     }
+    if pull_request:
+        raw["issue"]["pull_request"] = {"url": f"https://api.github.test/pulls/{number}"}
     payload = parse_payload("issue_comment", raw)
     assert payload is not None
     return RoutedEvent(f"d-{comment_id}", "issue_comment", "created", payload, raw)
@@ -118,6 +128,7 @@ def test_agents_takeover_handler_is_idempotent_and_hands_over_the_lease(
 ) -> None:
     router, github, launcher, locks = setup(engine, repo)
     ref = ItemRef(repo, 1)
+    ensure_work_item(engine, ref, title="add() subtracts")  # the item being worked on
     grant = locks.acquire(repo, work_item_holder(ref), {"api": 1, "docs": 2}, timedelta(minutes=5))
     assert isinstance(grant, Grant)
     flag = TakeoverFlag(engine, ref)
@@ -179,6 +190,29 @@ def test_agents_takeover_handler_refuses_politely_and_ignores_others(
     assert len(github.calls) == before  # not even a permission lookup
     assert not read_takeover(engine, ref).active
     assert launcher.requests == []
+
+
+def test_agents_takeover_handler_acts_only_on_work_items(engine: Engine, repo: str) -> None:
+    """A takeover of an issue that is no work item creates nothing (a later label would
+    otherwise start an item already taken over); on a PR it acts on the PR's item."""
+    router, github, _, _ = setup(engine, repo)
+    router.dispatch(comment_event(repo, 1, 701, "bob", "/trunkline takeover"))
+    assert read_state(engine, ItemRef(repo, 1)) is None
+    (reply,) = replies(github, repo, 701)
+    assert "#1 is not a trunkline work item" in reply
+
+    ref = ItemRef(repo, 1)
+    ensure_work_item(engine, ref)
+    pr = github.add_pull(repo, head_ref="trunkline/issue-1", head_sha="a" * 40).number
+    with engine.begin() as conn:
+        conn.execute(
+            update(WorkItemRow)
+            .where(WorkItemRow.repo_full_name == repo, WorkItemRow.issue_number == 1)
+            .values(pr_number=pr)
+        )
+    router.dispatch(comment_event(repo, pr, 702, "bob", "/trunkline takeover", pull_request=True))
+    assert read_takeover(engine, ref).active
+    assert read_state(engine, ItemRef(repo, pr)) is None  # no row for the PR's number
 
 
 def test_agents_job_launcher_enqueues_one_job_per_command(engine: Engine, repo: str) -> None:
