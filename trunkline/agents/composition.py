@@ -63,14 +63,20 @@ def build_sandbox(
     settings: Settings, worktree: Path, hidden_paths: tuple[Path, ...] = ()
 ) -> Sandbox:
     """The command runner for one worktree; the data directory (database, mirrors, other
-    items' worktrees) is hidden behind an empty tmpfs, the worktree re-bound inside it."""
+    items' worktrees) is hidden behind an empty tmpfs, the worktree re-bound inside it, and
+    the GitHub App's private key file is unreadable inside."""
+    key = settings.github_private_key_path
     return make_sandbox(
         SandboxMode(settings.sandbox),
         worktree,
         path=settings.sandbox_path,
         time_limit=settings.sandbox_command_timeout,
         output_cap=settings.sandbox_output_cap,
-        hidden_paths=(settings.data_dir.resolve(), *hidden_paths),
+        hidden_paths=(
+            settings.data_dir.resolve(),
+            *((key,) if key is not None else ()),
+            *hidden_paths,
+        ),
     )
 
 
