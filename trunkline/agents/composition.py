@@ -2,9 +2,8 @@
 
 Reads the script file for the scripted provider; otherwise performs no I/O. The price table
 is a plain mapping in `Settings` (settings never import the agents) and is validated into
-`ModelPrice`s here. The redactor
-collects every `SecretStr` configured in the settings, so a secret added to the settings
-later is redacted without touching this module.
+`ModelPrice`s here. The redactor is not built here: the composition root builds one with
+`agents.redaction.redactor_for` and passes it to every writer.
 """
 
 from __future__ import annotations
@@ -12,12 +11,11 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from trunkline.agents.anthropic_provider import AnthropicProvider
 from trunkline.agents.budget import BudgetLimits, ModelPrice, PriceTable
 from trunkline.agents.messages import Provider
-from trunkline.agents.redaction import Redactor
 from trunkline.agents.sandbox import Sandbox, SandboxMode, make_sandbox
 from trunkline.agents.scripted_provider import ScriptedProvider, load_script
 from trunkline.agents.worktree_git import Author
@@ -61,27 +59,24 @@ def price_table(settings: Settings) -> PriceTable:
     return table
 
 
-def build_redactor(settings: Settings, extra_secrets: tuple[str, ...] = ()) -> Redactor:
-    values = [
-        value.get_secret_value()
-        for name in type(settings).model_fields
-        if isinstance(value := getattr(settings, name), SecretStr)
-    ]
-    return Redactor.of([*values, *extra_secrets])
-
-
 def build_sandbox(
     settings: Settings, worktree: Path, hidden_paths: tuple[Path, ...] = ()
 ) -> Sandbox:
     """The command runner for one worktree; the data directory (database, mirrors, other
-    items' worktrees) is hidden behind an empty tmpfs, the worktree re-bound inside it."""
+    items' worktrees) is hidden behind an empty tmpfs, the worktree re-bound inside it, and
+    the GitHub App's private key file is unreadable inside."""
+    key = settings.github_private_key_path
     return make_sandbox(
         SandboxMode(settings.sandbox),
         worktree,
         path=settings.sandbox_path,
         time_limit=settings.sandbox_command_timeout,
         output_cap=settings.sandbox_output_cap,
-        hidden_paths=(settings.data_dir.resolve(), *hidden_paths),
+        hidden_paths=(
+            settings.data_dir.resolve(),
+            *((key,) if key is not None else ()),
+            *hidden_paths,
+        ),
     )
 
 

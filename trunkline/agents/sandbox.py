@@ -3,9 +3,11 @@
 `CommandAllowlist` is pure: a command string is split with shlex (never given to a shell) and
 accepted only when its argv starts with one of the policy's commands, token for token.
 `BubblewrapSandbox` runs argv under bubblewrap: read-only root, fresh /dev and /proc,
-private /tmp, writable worktree (its `.git` read-only), every namespace unshared (no
-network), `--die-with-parent`, a cleared environment holding no secrets, a time limit that
-kills the whole process tree, and an output cap. `UnsandboxedRunner` exists only for an
+private /tmp, writable worktree (its `.git` read-only), hidden paths (a directory becomes an
+empty tmpfs; a file, such as the GitHub App's private key, is covered by `/dev/null` bound
+without device access, so opening it fails), every namespace unshared (no network),
+`--die-with-parent`, a cleared environment holding no secrets, a time limit that kills the
+whole process tree, and an output cap. `UnsandboxedRunner` exists only for an
 operator who set the sandbox to "none". `RefusingSandbox` is what you get when bubblewrap is
 missing and the sandbox was not explicitly "none": every command is refused, loudly.
 """
@@ -206,6 +208,10 @@ class BubblewrapSandbox:
         line += ["--bind", str(root), str(root)]
         if (root / ".git").exists():
             line += ["--ro-bind", str(root / ".git"), str(root / ".git")]
+        # last, so no bind above re-exposes them; `--ro-bind` mounts without device access,
+        # so the bound /dev/null cannot even be opened
+        for hidden_file in self._hidden_files(hidden_dirs):
+            line += ["--ro-bind", "/dev/null", str(hidden_file)]
         line += [
             "--unshare-all",
             "--die-with-parent",
@@ -217,6 +223,14 @@ class BubblewrapSandbox:
             line += ["--setenv", name, value]
         line += ["--chdir", str(root), "--", *argv]
         return line
+
+    def _hidden_files(self, hidden_dirs: Sequence[Path]) -> list[Path]:
+        files = {hidden.resolve() for hidden in self.hidden_paths}
+        return sorted(
+            path
+            for path in files
+            if path.is_file() and not any(_under(path, folder) for folder in hidden_dirs)
+        )
 
     def run(self, argv: Sequence[str], time_limit: float | None = None) -> CommandResult:
         code, output, truncated, timed_out = run_bounded(

@@ -131,8 +131,8 @@ def post_check(
         same = (
             run.status is CheckStatus.COMPLETED
             and run.conclusion is content.conclusion
-            and run.title == content.title
-            and run.summary == content.summary
+            and run.title == github.as_written(content.title)
+            and run.summary == github.as_written(content.summary)
         )
         if same:
             return run

@@ -196,5 +196,6 @@ def configure_queue(service: Service) -> None:
         SystemClock(),
         http=httpx.Client(timeout=30),  # lives as long as the process
         environ=os.environ,
+        redactor=service.redactor,
     )
     queue_configure(runtime.queues, runtime.runner)(service)

@@ -11,9 +11,10 @@ the `configure` hook (called with the `Service` before anything starts).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
@@ -21,6 +22,7 @@ from types import FrameType
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from trunkline.agents.redaction import Redactor, redactor_for
 from trunkline.bot.processing import process_delivery_handler
 from trunkline.bot.router import Router
 from trunkline.clock import SystemClock
@@ -42,6 +44,9 @@ class Service:
     router: Router
     handlers: HandlerRegistry
     periodic: PeriodicRegistry
+    redactor: Redactor
+    """The one redactor of the process (settings and environment secrets, token shapes):
+    every text written to GitHub, the store or the model passes it."""
 
 
 Configure = Callable[[Service], None]
@@ -53,16 +58,19 @@ def build_service(
     engine: Engine | None = None,
     configure: Configure | None = None,
     now: Callable[[], datetime] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Service:
+    """`environ` (default: the process's) is read for secret-named variables to redact."""
+    redactor = redactor_for(settings, os.environ if environ is None else environ)
     db = engine if engine is not None else engine_from_settings(settings)
-    jobs = JobStore(db, lease_seconds=settings.job_lease_seconds)
+    jobs = JobStore(db, lease_seconds=settings.job_lease_seconds, redactor=redactor)
     router = Router()
     handlers = HandlerRegistry()
     handlers.register(
         PROCESS_DELIVERY, process_delivery_handler(db, router, now or SystemClock().now)
     )
     periodic = default_registry(jobs, sweep_seconds=max(settings.job_lease_seconds / 2, 1.0))
-    service = Service(settings, db, jobs, router, handlers, periodic)
+    service = Service(settings, db, jobs, router, handlers, periodic, redactor)
     if configure is not None:
         configure(service)
     return service

@@ -69,6 +69,7 @@ def configure_bot(service: Service) -> None:
         settings,
         clock=clock,
         http=httpx.Client(timeout=30),  # lives as long as the process
+        redactor=service.redactor,
     )
     locks = LockManager(service.engine)
     workspace = Workspace(

@@ -31,6 +31,7 @@ import yaml
 from trunkline.forge.seed import SeedResult, SeedSpec, apply_seed
 
 if TYPE_CHECKING:
+    from trunkline.agents.redaction import Redactor
     from trunkline.clock import Clock
     from trunkline.github.installations import InstallationClients
 
@@ -94,9 +95,15 @@ class ForgeHandle:
         return self.seed.tokens[login]
 
     def app_clients(
-        self, clock: Clock, http: httpx.Client, bot_login: str = "trunkline[bot]"
+        self,
+        clock: Clock,
+        http: httpx.Client,
+        bot_login: str = "trunkline[bot]",
+        redactor: Redactor | None = None,
     ) -> InstallationClients:
-        """The App's installation clients on this forge (no write spacing: tests go fast)."""
+        """The App's installation clients on this forge (no write spacing: tests go fast;
+        default redactor: token shapes only)."""
+        from trunkline.agents.redaction import Redactor
         from trunkline.github.adapter import AdapterOptions
         from trunkline.github.installations import InstallationClients
 
@@ -106,6 +113,7 @@ class ForgeHandle:
             private_key=self.private_key_path.read_text(),
             clock=clock,
             http=http,
+            redactor=redactor if redactor is not None else Redactor(),
             bot_login=bot_login,
             options=AdapterOptions(min_write_interval=0.0),
         )

@@ -159,6 +159,9 @@ class PyGithubAdapter:
         self._last_write: float | None = None
         self.stats = RequestStats()
 
+    def as_written(self, text: str) -> str:
+        return text
+
     # -- reads ------------------------------------------------------------------------------
 
     def get_issue(self, repo: str, number: int) -> Issue:

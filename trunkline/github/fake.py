@@ -263,6 +263,9 @@ class FakeGitHub:
     def comments_on(self, repo: str, number: int) -> tuple[Comment, ...]:
         return self.list_issue_comments(repo, number)
 
+    def as_written(self, text: str) -> str:
+        return text
+
     # -- reads ------------------------------------------------------------------------------
 
     def get_issue(self, repo: str, number: int) -> Issue:

@@ -1,9 +1,11 @@
-"""One `PyGithubAdapter` per App installation, shared by every caller in the process.
+"""One GitHub port per App installation, shared by every caller in the process.
 
 Performs no I/O itself (adapters and token providers do, when used). Sharing one adapter per
 installation is what makes "writes for one installation are serialized" and "one token
-cache per installation" hold process-wide, whichever worker asks. Built at the composition
-root from `Settings` (`from_settings`) or explicit values (tests, the demo).
+cache per installation" hold process-wide, whichever worker asks. Each installation's
+`PyGithubAdapter` is wrapped in a `RedactingGitHub` with the composition root's redactor, so
+every text the bot writes to GitHub is redacted. Built at the composition root from
+`Settings` (`from_settings`) or explicit values (tests, the demo).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from trunkline.agents.redaction import Redactor
 from trunkline.clock import Clock
 from trunkline.errors import ConfigurationError
 from trunkline.github.adapter import AdapterOptions, PyGithubAdapter
+from trunkline.github.port import GitHubPort
+from trunkline.github.redacting import RedactingGitHub
 from trunkline.github.tokens import InstallationTokenProvider
 from trunkline.settings import Settings
 
@@ -29,6 +34,7 @@ class InstallationClients:
         private_key: str,
         clock: Clock,
         http: httpx.Client,
+        redactor: Redactor,
         bot_login: str | None = None,
         options: AdapterOptions | None = None,
     ) -> None:
@@ -39,13 +45,14 @@ class InstallationClients:
         self._http = http
         self._bot_login = bot_login
         self._options = options
+        self._redactor = redactor
         self._guard = threading.Lock()
-        self._adapters: dict[int, PyGithubAdapter] = {}
+        self._adapters: dict[int, RedactingGitHub] = {}
         self._tokens: dict[int, InstallationTokenProvider] = {}
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, clock: Clock, http: httpx.Client
+        cls, settings: Settings, *, clock: Clock, http: httpx.Client, redactor: Redactor
     ) -> InstallationClients:
         if not settings.github_app_id or settings.github_private_key_path is None:
             raise ConfigurationError(
@@ -64,6 +71,7 @@ class InstallationClients:
             private_key=private_key,
             clock=clock,
             http=http,
+            redactor=redactor,
             bot_login=settings.github_bot_login,
             options=AdapterOptions(min_write_interval=settings.github_min_write_interval),
         )
@@ -84,11 +92,12 @@ class InstallationClients:
                 self._tokens[installation_id] = provider
             return provider
 
-    def for_installation(self, installation_id: int) -> PyGithubAdapter:
+    def for_installation(self, installation_id: int) -> GitHubPort:
+        """The installation's port: its adapter behind the redactor."""
         tokens = self.tokens(installation_id)
         with self._guard:
-            adapter = self._adapters.get(installation_id)
-            if adapter is None:
+            port = self._adapters.get(installation_id)
+            if port is None:
                 adapter = PyGithubAdapter(
                     base_url=self._api_url,
                     tokens=tokens,
@@ -96,5 +105,6 @@ class InstallationClients:
                     bot_login=self._bot_login,
                     options=self._options,
                 )
-                self._adapters[installation_id] = adapter
-            return adapter
+                port = RedactingGitHub(adapter, self._redactor)
+                self._adapters[installation_id] = port
+            return port

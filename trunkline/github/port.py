@@ -3,7 +3,9 @@
 Pure (an interface). Implementations: `adapter.PyGithubAdapter` (one installation of a
 GitHub App, against github.com, GitHub Enterprise or the local forge) and `fake.FakeGitHub`
 (in memory, for unit tests). Every method returns frozen snapshots from `model` and raises
-only errors from `trunkline.github.errors`. `repo` is always `owner/name`.
+only errors from `trunkline.github.errors`. `repo` is always `owner/name`. The composition
+root wraps every installation's port in `redacting.RedactingGitHub`, so no secret reaches
+GitHub in a text the port writes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ from trunkline.github.model import (
 
 
 class GitHubPort(Protocol):
+    def as_written(self, text: str) -> str:
+        """The text GitHub holds after this port writes `text` (no I/O). A redacting port
+        (`redacting.RedactingGitHub`) removes secrets; a caller that compares a body it built
+        with one GitHub holds (idempotency) compares `as_written(body)`."""
+        ...
+
     # -- reads ------------------------------------------------------------------------------
 
     def get_issue(self, repo: str, number: int) -> Issue:

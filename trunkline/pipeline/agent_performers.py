@@ -20,7 +20,10 @@ and the store (the saved plan, the takeover flag, the agent timeline).
   presents them: the work-in-progress push is checked right before it is made and expects
   the branch as the job found it; the result is decided only while they are held.
 - `RunSelfCheck`: every command of the policy's `agents.commands` in the sandbox
-  -> `SelfCheckDone` (passed when all exit 0; the summary names the first failure).
+  -> `SelfCheckDone` (passed when all exit 0; the summary names the first failure and
+  quotes the last lines of its output, redacted).
+- Feedback given to a model (change requests, failed checks, human review text) passes the
+  performers' `redactor` first, like tool results and the run's notes.
 - `PushAndOpenPr`: under the item's leases like the executor: the epochs checked right
   before the push, the push a compare-and-swap on the branch as the job fetched it
   (`branch_push.push_expecting`, never forced), checked again before the PR is created, and
@@ -87,7 +90,12 @@ from trunkline.agents.roles import (
     reviewer_spec,
 )
 from trunkline.agents.roles import WorkItem as AgentItem
-from trunkline.agents.sandbox import CommandAllowlist, CommandRefusedError, Sandbox
+from trunkline.agents.sandbox import (
+    CommandAllowlist,
+    CommandRefusedError,
+    CommandResult,
+    Sandbox,
+)
 from trunkline.agents.takeover import checkout_for_resume, load_plan, read_takeover, save_plan
 from trunkline.agents.timeline import TimelineSink
 from trunkline.agents.tools import Toolbox, WriteScope
@@ -152,13 +160,23 @@ def run_limits(policy: Policy) -> BudgetLimits:
     )
 
 
-def feedback_findings(feedback: Sequence[str]) -> tuple[Finding, ...]:
-    """Change requests (reviewer summaries, human comments, failed checks) as findings."""
+def feedback_findings(feedback: Sequence[str], redactor: Redactor) -> tuple[Finding, ...]:
+    """Change requests (reviewer summaries, human comments, failed checks, a queue ejection's
+    check summary) as findings for the model, each redacted: they may quote command output."""
     return tuple(
-        Finding(severity=Severity.MAJOR, message=text.strip()[:_FEEDBACK_LIMIT])
+        Finding(severity=Severity.MAJOR, message=redactor.redact(text.strip())[:_FEEDBACK_LIMIT])
         for text in feedback
         if text.strip()
     )
+
+
+def self_check_failure(line: str, outcome: CommandResult, redactor: Redactor) -> str:
+    """The summary of a failed self-check command: why, and the last 20 lines of its output,
+    redacted (the summary reaches the sticky comments, the timeline and, as feedback, the
+    executor model)."""
+    tail = redactor.redact("\n".join(outcome.output.strip().splitlines()[-20:]))
+    why = "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}"
+    return f"`{line}` failed ({why}):\n\n```\n{tail}\n```"[:_FEEDBACK_LIMIT]
 
 
 def risk_of(policy: Policy, paths: Sequence[str]) -> RiskAssessment:
@@ -481,7 +499,7 @@ class AgentPerformers:
         policy = self.policy_for(context.repo)
         worktree = self._worktree(context)
         run = self._context(context, claim, policy.agents.planner.model)
-        findings = feedback_findings((command.feedback,))
+        findings = feedback_findings((command.feedback,), self.redactor)
         result = run_role(
             run,
             planner_spec(self.max_tokens),
@@ -577,7 +595,7 @@ class AgentPerformers:
                     self._agent_item(context),
                     plan,
                     commands,
-                    feedback_findings(command.feedback),
+                    feedback_findings(command.feedback, self.redactor),
                     history,
                 ),
             )
@@ -712,10 +730,8 @@ class AgentPerformers:
                 raise TerminalError(f"self-check could not run {line!r}: {error}") from error
             ran.append(line)
             if outcome.exit_code != 0 or outcome.timed_out:
-                tail = "\n".join(outcome.output.strip().splitlines()[-20:])
-                why = "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}"
-                summary = f"`{line}` failed ({why}):\n\n```\n{tail}\n```"
-                return Performed(ev.SelfCheckDone(command.key, False, summary[:_FEEDBACK_LIMIT]))
+                summary = self_check_failure(line, outcome, self.redactor)
+                return Performed(ev.SelfCheckDone(command.key, False, summary))
         summary = "passed: " + (", ".join(f"`{line}`" for line in ran) or "no commands")
         return Performed(ev.SelfCheckDone(command.key, True, summary))
 

@@ -32,7 +32,6 @@ from sqlalchemy import Engine, select
 from trunkline.agents.composition import (
     author_of,
     build_provider,
-    build_redactor,
     build_sandbox,
     price_table,
 )
@@ -162,7 +161,7 @@ def configure_dispatch(
     engine = service.engine
     clock = clock or SystemClock()
     policies = policies or RepositoryPolicies(engine, github_for, clock)
-    pipeline = PipelineService(engine, clock, policies.config)
+    pipeline = PipelineService(engine, clock, policies.config, redactor=service.redactor)
     locks = LockManager(engine)
     GitHubPerformers(
         github_for,
@@ -198,7 +197,7 @@ def configure_dispatch(
         sandbox_for=sandbox_for,
         timeline_for=timeline_for,
         clock=clock,
-        redactor=build_redactor(settings),
+        redactor=service.redactor,
         prices=price_table(settings),
         author=author_of(settings),
         locks=locks,

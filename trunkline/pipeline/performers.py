@@ -196,8 +196,9 @@ class GitHubPerformers:
             event = ReviewEvent.COMMENT
         body = verdict_body(ReviewerVerdict(command.verdict.value), command.summary)
         fallback = review_fallback_body(body, command.notes)
+        posted = (github.as_written(body), github.as_written(fallback))  # as GitHub holds them
         for review in github.list_reviews(context.repo, command.pr):
-            if review.commit_sha == command.sha and review.body in (body, fallback):
+            if review.commit_sha == command.sha and review.body in posted:
                 return Performed()  # posted by an earlier attempt
         comments = [ReviewLineComment(n.path, n.line, n.body) for n in command.notes]
         try:

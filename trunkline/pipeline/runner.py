@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, select
 
+from trunkline.agents.redaction import Redactor
 from trunkline.clock import Clock
 from trunkline.errors import RetryableError, TerminalError
 from trunkline.locks.fencing import StaleLease
@@ -164,8 +165,12 @@ class PipelineService:
         clock: Clock,
         config_for: ConfigFor,
         performers: Mapping[type[Any], Performer] | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
+        """`redactor`: applied to every transition reason the timeline stores (the
+        composition root passes the process's; default: token shapes only)."""
         self.engine = engine
+        self.redactor = redactor if redactor is not None else Redactor()
         self.clock = clock
         self.config_for = config_for
         self.performers: dict[type[Any], Performer] = dict(performers or {})
@@ -250,7 +255,15 @@ class PipelineService:
         after, commands = decide(stored.item, event, now, config)
         if after is None or (after is stored.item and not commands):
             return stored.item, stored.item, ()
-        save_item(conn, stored, after, now, installation_id=installation_id, title=title)
+        save_item(
+            conn,
+            stored,
+            after,
+            now,
+            installation_id=installation_id,
+            title=title,
+            redactor=self.redactor,
+        )
         self._enqueue(conn, repo, issue, commands)
         log.info(
             "work item decided",
@@ -275,7 +288,7 @@ class PipelineService:
             after, commands = start(stored.item, now, config)
             if after is None or after is stored.item:
                 continue
-            save_item(conn, stored, after, now)
+            save_item(conn, stored, after, now, redactor=self.redactor)
             self._enqueue(conn, repo, candidate.issue, commands)
             started.extend(commands)
         return tuple(started)

@@ -13,7 +13,8 @@ so the pipeline runner can load, decide, save and enqueue atomically. Layout:
   agents runtime bumps the row too): `save_item` writes only when the row still has the
   version `load_item` read, else `PipelineConflictError` (retryable: re-read, re-decide);
 - one `timeline_events` row (kind `transition`, from/to state, reason) per transition the
-  decision added to the item's history.
+  decision added to the item's history; the reason passes the caller's `Redactor` first (it
+  may quote an exception or a check's output, and the dashboard and CLI show it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
+from trunkline.agents.redaction import Redactor
 from trunkline.errors import RetryableError
 from trunkline.pipeline.model import Transition, WorkItem
 from trunkline.pipeline.serialization import decode_item, encode_item
@@ -83,10 +85,12 @@ def save_item(
     *,
     installation_id: int | None = None,
     title: str | None = None,
+    redactor: Redactor | None = None,
 ) -> int:
     """Write `item` over what `stored` read (conditional on the row version); returns the
-    row id. Appends a timeline row per transition that is new in `item.history`. `title`,
-    when given, replaces the row's issue title (the dashboard shows it)."""
+    row id. Appends a timeline row per transition that is new in `item.history`, its reason
+    redacted by `redactor` (default: token shapes only). `title`, when given, replaces the
+    row's issue title (the dashboard shows it)."""
     data = dict(stored.data)
     data[PIPELINE_KEY] = encode_item(item)
     if installation_id is not None:
@@ -137,7 +141,14 @@ def save_item(
         if changed != 1:
             raise PipelineConflictError(f"{item.key}: changed concurrently")
     previous = stored.item.history if stored.item is not None else ()
-    _append_transitions(conn, row_id, item.repo, new_transitions(previous, item.history), now)
+    _append_transitions(
+        conn,
+        row_id,
+        item.repo,
+        new_transitions(previous, item.history),
+        now,
+        redactor if redactor is not None else Redactor(),
+    )
     return row_id
 
 
@@ -181,6 +192,7 @@ def _append_transitions(
     repo: str,
     transitions: Sequence[Transition],
     now: datetime,
+    redactor: Redactor,
 ) -> None:
     for transition in transitions:
         conn.execute(
@@ -192,7 +204,7 @@ def _append_transitions(
                     transition.from_state.value if transition.from_state is not None else None
                 ),
                 to_state=transition.to_state.value,
-                message=transition.reason,
+                message=redactor.redact(transition.reason),
                 data={"at": transition.at.isoformat()},
                 created_at=now,
             )

@@ -2,11 +2,12 @@
 
 Performs no I/O itself (it builds objects that do), except `installation_from_deliveries`,
 which reads the store when asked. Called once at the composition root:
-`runtime_from_settings(settings, engine, clock, http=..., environ=os.environ)` builds the
-installation clients, the workspace (in the data directory) and the lock manager from the
-settings; `build_queue_runtime` takes the pieces directly (tests). `installation_for(repo)`
-names the App installation that serves a repository (from the newest webhook of that
-repository; tests pass the seeded one).
+`runtime_from_settings(settings, engine, clock, http=..., environ=os.environ, redactor=...)`
+builds the installation clients (their ports redact every text written to GitHub with the
+composition root's `redactor`), the workspace (in the data directory) and the lock manager
+from the settings; `build_queue_runtime` takes the pieces directly (tests).
+`installation_for(repo)` names the App installation that serves a repository (from the newest
+webhook of that repository; tests pass the seeded one).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import Engine, select
 
+from trunkline.agents.redaction import Redactor
 from trunkline.clock import Clock
 from trunkline.errors import RetryableError
 from trunkline.github.installations import InstallationClients
@@ -110,6 +112,7 @@ def runtime_from_settings(
     *,
     http: httpx.Client,
     environ: Mapping[str, str],
+    redactor: Redactor,
 ) -> QueueRuntime:
     """The queue runtime of a bot process, from its settings (the composition root's call).
 
@@ -118,7 +121,9 @@ def runtime_from_settings(
     return build_queue_runtime(
         engine,
         clock,
-        clients=InstallationClients.from_settings(settings, clock=clock, http=http),
+        clients=InstallationClients.from_settings(
+            settings, clock=clock, http=http, redactor=redactor
+        ),
         installation_for=installation_from_deliveries(engine),
         git_web_url=settings.github_web_url,
         workspace=Workspace(

@@ -20,7 +20,7 @@ import httpx
 from pydantic import SecretStr
 
 from trunkline.bot.queue_events import queue_configure
-from trunkline.bot.service import build_service, work
+from trunkline.bot.service import Service, build_service, work
 from trunkline.clock import SystemClock
 from trunkline.queue.composition import runtime_from_settings
 from trunkline.settings import Settings
@@ -43,10 +43,19 @@ def run_queue_worker(args: argparse.Namespace) -> int:
     )
     engine = make_engine(args.database_url)
     http = httpx.Client(timeout=30)
-    runtime = runtime_from_settings(settings, engine, SystemClock(), http=http, environ=os.environ)
-    service = build_service(
-        settings, engine=engine, configure=queue_configure(runtime.queues, runtime.runner)
-    )
+
+    def configure(service: Service) -> None:
+        runtime = runtime_from_settings(
+            settings,
+            engine,
+            SystemClock(),
+            http=http,
+            environ=os.environ,
+            redactor=service.redactor,
+        )
+        queue_configure(runtime.queues, runtime.runner)(service)
+
+    service = build_service(settings, engine=engine, configure=configure)
     print(f"ready {os.getpid()}", flush=True)
     try:
         return work(service, threads=args.threads)

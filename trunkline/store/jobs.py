@@ -9,7 +9,9 @@ A claim increments `attempts`; `finish`/`fail`/`heartbeat` are fenced on (id, cl
 attempts), so a worker whose lease expired and whose job was re-claimed changes nothing.
 A job whose lease expired (its worker died) is claimable again; if it has used all attempts,
 `sweep` (run by the worker pool and the scheduler) moves it to the dead letter instead.
-Delivery is at-least-once: handlers must be idempotent.
+Delivery is at-least-once: handlers must be idempotent. An error text is redacted (the
+store's `Redactor`) before it is stored as `last_error`: it reaches the dashboard, the CLI and,
+through the pipeline's dead-job sweep, GitHub.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Interval, and_, func, literal, or_, select, update
 
+from trunkline.agents.redaction import Redactor
 from trunkline.store.dialect import database_now, insert_ignoring_conflicts
 from trunkline.store.engine import read_only
 from trunkline.store.tables import Job, JobState, UTCDateTime
@@ -141,11 +144,16 @@ def _truncate(message: str) -> str:
 class JobStore:
     """Job table operations, each in its own short transaction."""
 
-    def __init__(self, engine: Engine, *, lease_seconds: float) -> None:
+    def __init__(
+        self, engine: Engine, *, lease_seconds: float, redactor: Redactor | None = None
+    ) -> None:
+        """`redactor`: applied to every error text before it is stored in `last_error` (the
+        composition root passes the process's; default: token shapes only)."""
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         self.engine = engine
         self.lease = timedelta(seconds=lease_seconds)
+        self.redactor = redactor if redactor is not None else Redactor()
 
     def enqueue(self, job: NewJob) -> bool:
         with self.engine.begin() as conn:
@@ -267,7 +275,7 @@ class JobStore:
             values: dict[str, Any] = {
                 "claimed_by": None,
                 "lease_expires_at": None,
-                "last_error": _truncate(error),
+                "last_error": _truncate(self.redactor.redact(error)),
                 "updated_at": now,
             }
             if dead:

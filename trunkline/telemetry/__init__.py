@@ -1,5 +1,6 @@
 """Structured JSON logs with bound context and secret redaction (see `json_logs`)."""
 
+from trunkline.agents.redaction import redactor_for
 from trunkline.telemetry.json_logs import (
     ContextFilter,
     JsonFormatter,
@@ -7,7 +8,6 @@ from trunkline.telemetry.json_logs import (
     bind_context,
     configure_logging,
     current_context,
-    redactor_for,
 )
 
 __all__ = [

@@ -5,7 +5,8 @@ on the root logger with a `ContextFilter` (copies the bound context - repo, issu
 delivery, job, agent_run - onto each record), a `RedactionFilter` (removes every secret in the
 settings, every secret-looking environment variable value and token-shaped strings such as
 `ghs_...`, `github_pat_...`, `Bearer ...`, `sk-ant-...` and PEM private keys from the message,
-arguments, extras and traceback of EVERY record) and the `JsonFormatter` (one JSON object per
+arguments, extras and traceback of EVERY record; the redactor is `agents.redaction.redactor_for`,
+the one the composition root gives every other writer) and the `JsonFormatter` (one JSON object per
 line). Filters sit on the handler, so records propagated from any logger pass through them.
 Performs no I/O except writing log lines to the configured stream.
 """
@@ -25,11 +26,10 @@ from typing import IO, Any
 
 from pydantic import SecretStr
 
-from trunkline.agents.redaction import Redactor
+from trunkline.agents.redaction import Redactor, redactor_for
 from trunkline.settings import Settings
 
 CONTEXT_KEYS = ("repo", "issue", "pr", "delivery", "job", "agent_run")
-_SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "PRIVATE_KEY")
 _HANDLER_NAME = "trunkline-telemetry"
 # Libraries whose INFO lines are noise in production; configure_logging sets them to WARNING.
 QUIETED = ("apscheduler", "alembic", "httpx", "httpcore")
@@ -73,30 +73,6 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "context"):
             record.context = dict(_context.get())
         return True
-
-
-def _secret_env_values(environ: Mapping[str, str]) -> list[str]:
-    return [
-        value
-        for name, value in environ.items()
-        if any(word in name.upper() for word in _SECRET_ENV_WORDS) and value
-    ]
-
-
-def redactor_for(
-    settings: Settings | None,
-    environ: Mapping[str, str] | None = None,
-    extra_secrets: tuple[str, ...] = (),
-) -> Redactor:
-    """A redactor for every `SecretStr` in `settings`, secret-named env values and `extra`."""
-    values: list[str] = list(extra_secrets)
-    if settings is not None:
-        for name in type(settings).model_fields:
-            value = getattr(settings, name)
-            if isinstance(value, SecretStr):
-                values.append(value.get_secret_value())
-    values.extend(_secret_env_values(os.environ if environ is None else environ))
-    return Redactor.of(values)
 
 
 def _redact_value(redactor: Redactor, value: object) -> object:
@@ -196,7 +172,9 @@ def configure_logging(
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(ContextFilter())
-    handler.addFilter(RedactionFilter(redactor_for(settings, environ)))
+    handler.addFilter(
+        RedactionFilter(redactor_for(settings, os.environ if environ is None else environ))
+    )
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from trunkline.agents.anthropic_provider import AnthropicProvider
-from trunkline.agents.composition import author_of, build_provider, build_redactor
+from trunkline.agents.composition import author_of, build_provider
+from trunkline.agents.redaction import redactor_for
 from trunkline.agents.scripted_provider import ScriptedProvider
 from trunkline.errors import ConfigurationError
 from trunkline.settings import load_settings
@@ -41,10 +42,18 @@ def test_agents_build_anthropic_provider(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_agents_redactor_covers_every_secret_setting() -> None:
-    settings = load_settings(anthropic_api_key="api-key-value", webhook_secret="hook-value")
-    redactor = build_redactor(settings, extra_secrets=("installation-token",))
-    text = redactor.redact("api-key-value hook-value installation-token")
-    assert text == "[REDACTED] [REDACTED] [REDACTED]"
+    settings = load_settings(
+        anthropic_api_key="api-key-value",
+        webhook_secret="hook-value",
+        database_url="postgresql://bot:db-password-value@db/trunkline",
+    )
+    redactor = redactor_for(
+        settings, {"MY_SERVICE_TOKEN": "env-token-value"}, extra_secrets=("installation-token",)
+    )
+    text = redactor.redact(
+        "api-key-value hook-value installation-token env-token-value db-password-value"
+    )
+    assert text == "[REDACTED] [REDACTED] [REDACTED] [REDACTED] [REDACTED]"
     assert author_of(settings).name == "trunkline[bot]"
 
 

@@ -43,8 +43,8 @@ from trunkline.agents.timeline import InMemoryTimeline
 from trunkline.agents.work_item_runner import AgentRunConfig, WorkItemRunner
 from trunkline.clock import FakeClock
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
-from trunkline.github.adapter import PyGithubAdapter
 from trunkline.github.errors import NotFoundError
+from trunkline.github.port import GitHubPort
 from trunkline.github.sticky import marker
 from trunkline.github.tokens import InstallationTokenProvider
 from trunkline.workspace.model import Identity, RepositorySpec
@@ -57,7 +57,7 @@ POLICY = EscalationPolicy(label="needs-human", notify=("bob", "@acme/maintainers
 @dataclass
 class World:
     forge: ForgeHandle
-    github: PyGithubAdapter
+    github: GitHubPort
     tokens: InstallationTokenProvider
     workspace: Workspace
     spec: RepositorySpec

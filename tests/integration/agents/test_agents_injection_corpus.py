@@ -30,10 +30,9 @@ from prerequisites import require_bwrap
 
 from trunkline.agents.agent_loop import RunContext, RunStatus, run_role
 from trunkline.agents.budget import BudgetLimits
-from trunkline.agents.composition import build_redactor
 from trunkline.agents.contracts import Plan
 from trunkline.agents.messages import TextBlock, request_to_wire
-from trunkline.agents.redaction import REDACTED
+from trunkline.agents.redaction import REDACTED, redactor_for
 from trunkline.agents.roles import EXECUTOR_TOOLS, WorkItem, executor_message, executor_spec
 from trunkline.agents.sandbox import BubblewrapSandbox, CommandAllowlist
 from trunkline.agents.scripted_provider import ScriptedProvider
@@ -356,7 +355,7 @@ def test_agents_injection_case(
         limits=BudgetLimits(10_000_000, Decimal(100), 3600, 40, 2),
         clock=FakeClock(),
         timeline=timeline,
-        redactor=build_redactor(settings),
+        redactor=redactor_for(settings, {}),
     )
     sandbox = BubblewrapSandbox(
         repo.worktree,

@@ -172,3 +172,30 @@ def test_agents_data_dir_is_hidden_but_its_worktree_stays_writable(outside_tmp: 
     assert "in the worktree" in result.output
     assert "['worktrees']" in result.output  # data.txt is invisible
     assert (worktree / "g.txt").read_text() == "written"
+
+
+def test_agents_the_app_private_key_is_unreadable_in_the_sandbox(
+    tmp_path: Path, outside_tmp: Path
+) -> None:
+    require_bwrap()
+    key = outside_tmp / "keys" / "app.pem"
+    key.parent.mkdir()
+    key.write_text(
+        "-----BEGIN RSA PRIVATE KEY-----\nsecret-key-body\n-----END RSA PRIVATE KEY-----\n"
+    )
+    (outside_tmp / "keys" / "README").write_text("a neighbour stays readable")
+    link = outside_tmp / "current.pem"
+    link.symlink_to(key)
+    worktree = tmp_path / "wt"
+    worktree.mkdir()
+    settings = load_settings(
+        data_dir=tmp_path / "data", sandbox_path=SANDBOX_PATH, github_private_key_path=link
+    )
+    sandbox = build_sandbox(settings, worktree)
+    for path in (key, link):
+        result = sandbox.run(["cat", str(path)])
+        assert result.exit_code != 0
+        assert "secret-key-body" not in result.output
+    assert "neighbour" in sandbox.run(["cat", str(outside_tmp / "keys" / "README")]).output
+    # outside the sandbox the bot itself still reads it
+    assert "secret-key-body" in key.read_text()

@@ -39,6 +39,7 @@ from trunkline.github.model import (
     ReviewEvent,
     ReviewLineComment,
 )
+from trunkline.github.redacting import RedactingGitHub
 from trunkline.github.sticky import sticky_body
 from trunkline.github.tokens import InstallationTokenProvider
 from trunkline.workspace.model import Identity, RepositorySpec
@@ -84,7 +85,11 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         try:
             clients = forge.app_clients(clock, http)
             tokens = clients.tokens(forge.installation_id)
-            github = clients.for_installation(forge.installation_id)
+            port = clients.for_installation(forge.installation_id)
+            # the adapter's own behaviour (retries, stats) is what this module tests
+            assert isinstance(port, RedactingGitHub)
+            assert isinstance(port.inner, PyGithubAdapter)
+            github = port.inner
             workspace = Workspace(tmp_path / "data", Identity("trunkline[bot]", "bot@example.com"))
             spec = RepositorySpec(REPO, f"{forge.base_url}/alice/demo.git")
             yield Rig(forge, clock, tokens, github, workspace, spec)

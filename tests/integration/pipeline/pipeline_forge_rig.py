@@ -29,7 +29,6 @@ from trunkline.bot.router import RoutedEvent, Router
 from trunkline.bot.service import build_service
 from trunkline.clock import FakeClock, SystemClock
 from trunkline.forge.testing import ForgeHandle
-from trunkline.github.adapter import PyGithubAdapter
 from trunkline.github.errors import NotFoundError
 from trunkline.github.port import GitHubPort
 from trunkline.github.tokens import InstallationTokenProvider
@@ -91,7 +90,7 @@ class TickingClock(FakeClock):
 @dataclass
 class ForgeBot:
     forge: ForgeHandle
-    github: PyGithubAdapter
+    github: GitHubPort
     tokens: InstallationTokenProvider
     service: PipelineService
     router: Router

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from trunkline.agents.redaction import Redactor
 from trunkline.bot.dispatch_handlers import QUEUE_DEPARTURE_JOB, DispatchHandlers
 from trunkline.bot.events import parse_payload
 from trunkline.bot.item_commands import ItemCommands
@@ -21,6 +22,7 @@ from trunkline.clock import SystemClock
 from trunkline.github.fake import FakeGitHub
 from trunkline.github.model import Permission
 from trunkline.github.port import GitHubPort
+from trunkline.github.redacting import RedactingGitHub
 from trunkline.locks.leases import LockManager
 from trunkline.pipeline.agent_performers import RESUME_JOB, resume_handler
 from trunkline.pipeline.config import PipelineConfig
@@ -158,18 +160,24 @@ def make_harness(
     lock_poll_seconds: float = 20.0,
     wrap_github: Callable[[FakeGitHub], GitHubPort] | None = None,
     team_members: Mapping[str, frozenset[str]] | None = None,
+    redactor: Redactor | None = None,
 ) -> Harness:
+    """`redactor`: as the composition root wires it (GitHub port, timeline, job errors)."""
     engine = migrated_engine(url or f"sqlite:///{tmp_path / 'pipeline.db'}")
     github = FakeGitHub()
     github.add_repo(REPO)
     github.set_permission(REPO, MAINTAINER, Permission.MAINTAIN)
     github.set_permission(REPO, OUTSIDER, Permission.READ)
     clock = SystemClock()
-    service = PipelineService(engine, clock, lambda repo: PipelineConfig.of(policy))
+    service = PipelineService(
+        engine, clock, lambda repo: PipelineConfig.of(policy), redactor=redactor
+    )
     queue = QueueService(engine, clock)
     locks = LockManager(engine)
 
     port: GitHubPort = wrap_github(github) if wrap_github is not None else github
+    if redactor is not None:
+        port = RedactingGitHub(port, redactor)
 
     def github_for(installation: int | None) -> GitHubPort:
         assert installation == INSTALLATION
@@ -184,7 +192,7 @@ def make_harness(
     service.register_handlers(registry)
     registry.register("queue_effect", lambda job: None)  # the queue runner's, not tested here
     registry.register(RESUME_JOB, resume_handler(service))
-    jobs = JobStore(engine, lease_seconds=30)
+    jobs = JobStore(engine, lease_seconds=30, redactor=redactor)
     pool = WorkerPool(jobs, registry, RunnerConfig(threads=1))
     router = Router()
     handlers = DispatchHandlers(service, github_for)

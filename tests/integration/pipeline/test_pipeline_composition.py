@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from trunkline.bot.service import build_service
 from trunkline.clock import FakeClock
@@ -15,7 +16,7 @@ from trunkline.github.fake import FakeGitHub
 from trunkline.github.port import GitHubPort
 from trunkline.pipeline import events as ev
 from trunkline.pipeline.agent_performers import RESUME_JOB
-from trunkline.pipeline.composition import RepositoryPolicies, configure_dispatch
+from trunkline.pipeline.composition import DispatchWiring, RepositoryPolicies, configure_dispatch
 from trunkline.pipeline.runner import COMMAND_JOB, PipelineService
 from trunkline.policies.model import Permission, Policy
 from trunkline.queue.service import QueueService
@@ -30,10 +31,15 @@ def test_pipeline_composition_registers_jobs_routes_and_the_admission_tick(
 ) -> None:
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"responses": []}))
-    settings = Settings(data_dir=tmp_path, agent_provider="scripted", agent_script=script)
+    settings = Settings(
+        data_dir=tmp_path,
+        agent_provider="scripted",
+        agent_script=script,
+        webhook_secret=SecretStr("webhook-secret-value"),
+    )
     engine = migrated_engine(f"sqlite:///{tmp_path / 'bot.db'}")
     github = FakeGitHub()
-    wired = []
+    wired: list[DispatchWiring] = []
     try:
         service = build_service(
             settings,
@@ -59,6 +65,10 @@ def test_pipeline_composition_registers_jobs_routes_and_the_admission_tick(
             assert service.router.handlers_for(event, action), (event, action)
         assert "pipeline_admission" in service.periodic.tasks
         assert len(wired) == 1
+        # one redactor, built from the settings at the root, for the timeline and job errors
+        assert service.redactor.redact("webhook-secret-value") == "[REDACTED]"
+        assert wired[0].pipeline.redactor is service.redactor
+        assert service.jobs.redactor is service.redactor
     finally:
         engine.dispose()
 

@@ -30,8 +30,8 @@ from sqlalchemy import Engine, select
 
 from trunkline.clock import FakeClock, SystemClock
 from trunkline.forge.testing import ForgeHandle, default_spec, running_forge
-from trunkline.github.adapter import PyGithubAdapter
 from trunkline.github.errors import NotFoundError
+from trunkline.github.port import GitHubPort
 from trunkline.github.tokens import InstallationTokenProvider
 from trunkline.locks.fencing import FencedWriter
 from trunkline.locks.leases import LockManager
@@ -56,7 +56,7 @@ HOLDER = Path(__file__).with_name("pipeline_paused_holder.py")
 @dataclass
 class Forge:
     handle: ForgeHandle
-    github: PyGithubAdapter
+    github: GitHubPort
     tokens: InstallationTokenProvider
 
 

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from trunkline.agents.agent_loop import RunContext, run_role
 from trunkline.agents.budget import BudgetLimits, ModelPrice
-from trunkline.agents.composition import build_redactor
+from trunkline.agents.redaction import redactor_for
 from trunkline.agents.roles import READ_ONLY_TOOLS, WorkItem, planner_message, planner_spec
 from trunkline.agents.scripted_provider import ScriptedProvider
 from trunkline.agents.timeline import InMemoryTimeline
@@ -162,7 +162,7 @@ def test_no_canary_in_the_logs_of_a_realistic_run(
             limits=BudgetLimits(10**9, Decimal(100), 10**6, 10, 2),
             clock=SystemClock(),
             timeline=InMemoryTimeline(),
-            redactor=build_redactor(settings),
+            redactor=redactor_for(settings, {}),
         )
         with bind_context(agent_run="canary-run", repo="acme/api", issue=1):
             result = run_role(

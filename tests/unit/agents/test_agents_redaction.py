@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import string
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
 
-from trunkline.agents.redaction import REDACTED, Redactor
+from trunkline.agents.redaction import REDACTED, Redactor, redactor_for
+from trunkline.settings import Settings
 
 SECRET = "hunter2-very-secret"
 
@@ -45,3 +50,84 @@ def test_agents_redactor_ignores_empty_and_tiny_secrets() -> None:
     redactor = Redactor.of([None, "", "ab"])
     assert redactor.secrets == ()
     assert redactor.redact("ab ab") == "ab ab"
+
+
+BASIC = base64.b64encode(b"x-access-token:opaque-installation-credential").decode()
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        # git's extraheader of a workspace push, as GIT_CURL_VERBOSE prints it
+        (f"> Authorization: Basic {BASIC}", BASIC),
+        (f"authorization: basic {BASIC}", BASIC),
+        (f"http.extraHeader=Authorization: Basic {BASIC}", BASIC),
+        (f"curl -H 'basic {BASIC}'", BASIC),
+        ("Authorization: token opaque-value-123", "opaque-value-123"),
+        # forge installation tokens are token_urlsafe: '-' and '_' in the body
+        ("ghs_Ab-_cD3-eF4_gH5-iJ6_kL7-mN8_oP9-qR", "Ab-_cD3-eF4_gH5"),
+        ("gho_-aaaaaaaaaaaaaaaaaaaaaaaaaaa_bbbbbbbb", "aaaaaaaa"),
+        ("postgresql://bot:Pa55w0rd@db/trunkline", "Pa55w0rd"),
+        ("connect to postgresql+psycopg://bot:p%40ss@db:5432/x failed", "p%40ss"),
+        ("https://x-access-token:opaque-credential@github.com/acme/app.git", "opaque-credential"),
+        # the last lines of a private key whose BEGIN line was cut off
+        (
+            "ZW5kIG9mIGtleSBib2R5IGxpbmUgb25lIGhlcmU=\nbGluZSB0d28gb2YgdGhlIGtleSBib2R5\n"
+            "-----END RSA PRIVATE KEY-----\nexit status 1",
+            "bGluZSB0d28",
+        ),
+    ],
+)
+def test_agents_redactor_hides_credentials_in_headers_urls_and_tokens(
+    text: str, hidden: str
+) -> None:
+    redacted = Redactor.of([]).redact(text)
+    assert hidden not in redacted
+    assert REDACTED in redacted
+
+
+def test_agents_redactor_keeps_the_user_and_host_of_a_url() -> None:
+    assert Redactor.of([]).redact("postgresql://bot:Pa55w0rd@db/x") == (
+        f"postgresql://bot:{REDACTED}@db/x"
+    )
+    assert "exit status 1" in Redactor.of([]).redact(
+        "bGluZSB0d28gb2YgdGhlIGtleSBib2R5\n-----END PRIVATE KEY-----\nexit status 1"
+    )
+
+
+@given(st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=36, max_size=40))
+def test_agents_redactor_hides_every_urlsafe_installation_token(body: str) -> None:
+    token = f"ghs_{body}"
+    redacted = Redactor.of([]).redact(f"push failed: {token}.")
+    assert redacted == f"push failed: {REDACTED}."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "basic functionality works",
+        "Basic authentication is refused for this endpoint",
+        "https://example.com:8080/path@v2",
+        "mail maya@example.com about https://example.com/x",
+        "ssh://git@github.com/acme/app.git",
+        "-----END PUBLIC KEY-----",
+    ],
+)
+def test_agents_redactor_leaves_prose_and_plain_urls(text: str) -> None:
+    assert Redactor.of([]).redact(text) == text
+
+
+def test_agents_redactor_for_takes_settings_env_and_database_url() -> None:
+    settings = Settings(
+        webhook_secret=SecretStr("webhook-secret-value"),
+        database_url="postgresql://bot:db-secret-value@db/x",
+    )
+    environ = {
+        "GH_TOKEN": "env-token-value",
+        "DATABASE_URL": "postgresql://bot:env-db-value@db/x",
+        "HOME": "/home/bot",
+    }
+    redactor = redactor_for(settings, environ, extra_secrets=("extra-value",))
+    text = "webhook-secret-value db-secret-value env-token-value env-db-value extra-value /home/bot"
+    assert redactor.redact(text) == " ".join([REDACTED] * 5 + ["/home/bot"])
+    assert redactor_for(None, {}).secrets == ()

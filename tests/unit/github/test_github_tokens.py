@@ -11,10 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from trunkline.agents.redaction import Redactor
 from trunkline.clock import FakeClock
 from trunkline.errors import ConfigurationError
 from trunkline.github.errors import AuthenticationError, GitHubUnavailableError
 from trunkline.github.installations import InstallationClients
+from trunkline.github.redacting import RedactingGitHub
 from trunkline.github.tokens import InstallationTokenProvider
 from trunkline.settings import load_settings
 
@@ -87,18 +89,26 @@ def test_one_adapter_and_token_cache_per_installation(tmp_path: Path) -> None:
         github_bot_login="trunkline[bot]",
     )
     clients = InstallationClients.from_settings(
-        settings, clock=FakeClock(), http=httpx.Client(transport=transport)
+        settings,
+        clock=FakeClock(),
+        http=httpx.Client(transport=transport),
+        redactor=Redactor(),
     )
+    assert isinstance(clients.for_installation(1), RedactingGitHub)  # every write redacted
     assert clients.for_installation(1) is clients.for_installation(1)
     assert clients.for_installation(1) is not clients.for_installation(2)
     assert clients.tokens(1) is clients.tokens(1)
     with pytest.raises(ConfigurationError, match="APP_ID"):
         InstallationClients.from_settings(
-            load_settings(github_app_id=None), clock=FakeClock(), http=httpx.Client()
+            load_settings(github_app_id=None),
+            clock=FakeClock(),
+            http=httpx.Client(),
+            redactor=Redactor(),
         )
     with pytest.raises(ConfigurationError, match="cannot read"):
         InstallationClients.from_settings(
             load_settings(github_app_id="1", github_private_key_path=tmp_path / "missing.pem"),
             clock=FakeClock(),
             http=httpx.Client(),
+            redactor=Redactor(),
         )
