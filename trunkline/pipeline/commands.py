@@ -6,7 +6,8 @@ stores commands as jobs with unique keys performs each once) and `item` (`OWNER/
 Commands that produce a result (`RunPlanner`, `RunPlanReview`, `AcquireLocks`,
 `RunExecutor`, `RunSelfCheck`, `PushAndOpenPr`, `RunReviewer`, `Enqueue`) are answered by
 an event whose `answers` is the command's key; the others are fire-and-forget (idempotent
-GitHub writes, lock releases, stopping work).
+GitHub writes, lock releases, stopping work), which the runner performs however long a
+retryable outage lasts unless the item has moved past them (`superseded`).
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ idempotent, because a job may run twice:
   and REQUEST_CHANGES, so it is a COMMENT review;
 - `CloseIssue` comments the summary (sticky: once per run) and closes the issue
   (`completed`; closing a closed issue is no error);
-- `UpdateSticky` from an older version than the item's current one is skipped (a later
-  `UpdateSticky` exists: every change of an item emits one), so the last one wins.
+- `UpdateSticky` from an older version than the item's current one is not performed (a
+  later `UpdateSticky` exists: every change of an item emits one), so the last one wins;
+  that check, and those of the other fire-and-forget commands an item has moved past, is
+  the runner's (`superseded`).
 
 Locks: `AcquireLocks` calls `LockManager.acquire(..., wait=True)` with the policy's
 capacities; while refused it answers `LocksWaiting` and asks to be performed again after
@@ -31,7 +33,6 @@ workspace).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -60,18 +61,11 @@ PolicyFor = Callable[[str], Policy]
 """Repository -> its policy (the composition root reads and caches it)."""
 
 STATUS_KEY = "pipeline.status"
-_VERSION = re.compile(r":v(\d+):")
 _REVIEW_EVENTS = {
     Verdict.APPROVE: ReviewEvent.APPROVE,
     Verdict.REQUEST_CHANGES: ReviewEvent.REQUEST_CHANGES,
     Verdict.ESCALATE: ReviewEvent.COMMENT,
 }
-
-
-def command_version(key: str) -> int:
-    """The item version a command key was decided at (`...:v<n>:name`)."""
-    match = _VERSION.search(key)
-    return int(match.group(1)) if match else 0
 
 
 def refusal_text(command: cmd.RefuseLabel) -> str:
@@ -133,8 +127,6 @@ class GitHubPerformers:
     # -- comments and labels -------------------------------------------------------------
 
     def update_sticky(self, command: cmd.UpdateSticky, context: CommandContext) -> Performed:
-        if command_version(command.key) < context.item.version:
-            return Performed()  # a later UpdateSticky of this item carries the newer text
         github = self._github(context)
         github.upsert_sticky_comment(context.repo, context.issue, STATUS_KEY, command.text)
         if command.pr is not None:

@@ -15,8 +15,11 @@ through the `Performer`s it is given. Contract:
 - `perform_job(job)` (the `pipeline_command` handler) decodes the command and, for a command
   answered by a result event, first checks that the item still waits for it (a cancelled,
   taken-over or already answered command is skipped: that is how `CancelWork` stops agent
-  work that has not started). It calls the performer registered for the command's type and
-  feeds the result event back through `submit`. A `Performed.repeat_after` (the lock
+  work that has not started); a fire-and-forget command the item has moved past
+  (`superseded`: a status update with a newer one after it, a GitHub write of an earlier
+  run, a plan approval request for a plan no longer awaiting approval) is skipped. It
+  calls the performer registered for the command's type and feeds the result event back
+  through `submit`. A `Performed.repeat_after` (the lock
   manager said "wait") enqueues the same command again after that many seconds under a
   fresh job key, for as long as the item waits for it; after a `ReleaseLocks` or
   `TransferLocks` every waiting item of the repository is asked again at once.
@@ -28,7 +31,11 @@ through the `Performer`s it is given. Contract:
   `StepFailed(retryable=False)` so the item escalates instead of hanging — with the
   error's escalation code (`EscalatingStepError.code`, `lease_lost` for a `StaleLease`) and
   the failed run's spend (a job killed on its last attempt: `dead_commands`). A
-  fire-and-forget command's terminal error dead-letters its job (`trunkline jobs --dead`).
+  fire-and-forget command is never given up for a retryable error (a GitHub outage of any
+  length): on its job's last attempt the same command is enqueued again after
+  `DURABLE_RETRY_SECONDS` with fresh attempts, and `superseded` is asked again when it
+  runs. Its terminal error (a 404, a 422) or a crash on every attempt dead-letters its job,
+  logged, for `trunkline jobs --dead`.
 - A command type with no performer registered is a `TerminalError` (so an answered command
   escalates the item with a reason that names the missing performer).
 """
@@ -69,6 +76,7 @@ from trunkline.pipeline.store import (
     lock_repository_items,
     save_item,
 )
+from trunkline.pipeline.superseded import superseded
 from trunkline.store.dialect import database_now
 from trunkline.store.jobs import ClaimedJob, NewJob, enqueue_in
 from trunkline.store.runner import HandlerRegistry
@@ -81,6 +89,9 @@ COMMAND_JOB = "pipeline_command"
 
 COMMAND_JOB_PRIORITY = 3
 COMMAND_JOB_MAX_ATTEMPTS = 8
+DURABLE_RETRY_SECONDS = 300.0
+"""After a fire-and-forget command's job used its attempts on retryable errors (a GitHub
+outage), the same command is performed again after this long, for as long as it lasts."""
 _JOB_KEY_LIMIT = 300
 _CONFLICT_ATTEMPTS = 20
 
@@ -343,6 +354,13 @@ class PipelineService:
                 extra={"item": item.key, "command": command.key, "awaiting": item.awaiting},
             )
             return
+        stale = None if answered else superseded(command, item)
+        if stale is not None:
+            log.info(
+                "command superseded; skipped",
+                extra={"item": item.key, "command": command.key, "why": stale},
+            )
+            return
         context = CommandContext(
             repo=repo,
             issue=issue,
@@ -356,8 +374,11 @@ class PipelineService:
             if performed.event is not None:
                 self.submit(repo, issue, performed.event, fence=performed.fence)
         except RetryableError as error:
-            if not (answered and context.last_attempt):
+            if not context.last_attempt:
                 raise
+            if not answered:
+                self._perform_later(job, repo, issue, command, error)
+                return
             self._report_failure(repo, issue, command, f"gave up after retries: {error}")
             return
         except TerminalError as error:
@@ -384,6 +405,28 @@ class PipelineService:
                     poll=poll + 1,
                     delay_seconds=performed.repeat_after,
                 )
+
+    def _perform_later(
+        self, job: ClaimedJob, repo: str, issue: int, command: Command, error: RetryableError
+    ) -> None:
+        """A fire-and-forget command still failing for a retryable reason on its job's last
+        attempt is never dropped: the same command is enqueued again (the next repetition's
+        job key, so a job run twice enqueues it once) after `DURABLE_RETRY_SECONDS` or the
+        server's `retry_after`, with a fresh set of attempts."""
+        delay = max(DURABLE_RETRY_SECONDS, error.retry_after or 0.0)
+        poll = int(job.payload.get("poll", 0))
+        log.warning(
+            "fire-and-forget command still failing; performed again later",
+            extra={
+                "command": command.key,
+                "job": job.key,
+                "attempts": job.attempts,
+                "retry_in": delay,
+                "error": f"{type(error).__name__}: {error}"[:500],
+            },
+        )
+        with self.engine.begin() as conn:
+            self._enqueue(conn, repo, issue, (command,), poll=poll + 1, delay_seconds=delay)
 
     def nudge_lock_waiters(self, repo: str, cause: str) -> int:
         """Ask again at once for the locks of every item of `repo` waiting for them (after

@@ -251,8 +251,8 @@ def test_pipeline_escalation_on_the_forge(forge: ForgeHandle, tmp_path: Path, na
         assert len(escalations) == 1, [c.body[:200] for c in comments]
         (comment,) = escalations
         assert comment.author.login == "trunkline[bot]"
-        key = re.escape(marker(f"agents.escalated.{case.reason}.HEAD")).replace(
-            "HEAD", "[0-9a-f]{12}"
+        key = re.escape(marker(f"agents.escalated.{case.reason}.RUN")).replace(
+            "RUN", r"run1\.v[0-9]+"
         )
         assert re.match(key, comment.body), comment.body[:200]
         assert f"escalated ({case.reason})" in comment.body

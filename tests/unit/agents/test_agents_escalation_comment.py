@@ -9,14 +9,17 @@ from test_agents_outcome import outcome
 
 from trunkline.agents.escalation import (
     EscalationPolicy,
+    EscalationReport,
     PushReport,
     comment_key,
     escalation_comment,
+    failure_note,
     mention,
 )
 from trunkline.agents.outcome import EscalationReason, OutcomeKind
 from trunkline.github.sticky import marker
 from trunkline.policies.model import Escalation
+from trunkline.workspace.errors import GitTransportError
 
 
 def test_agents_comment_key_is_stable_per_outcome_and_valid() -> None:
@@ -31,6 +34,27 @@ def test_agents_comment_key_is_stable_per_outcome_and_valid() -> None:
     assert comment_key(taken) == "agents.taken_over.none.nohead"
     for key in (comment_key(escalated), comment_key(taken)):
         marker(key)  # a valid sticky key
+
+
+def test_agents_comment_key_of_a_report_with_an_occurrence_ignores_the_head() -> None:
+    escalated = EscalationReport.of(outcome(OutcomeKind.ESCALATED, EscalationReason.MAX_TURNS))
+    run1 = replace(escalated, occurrence="run1.v7")
+    assert comment_key(run1) == "agents.escalated.max_turns.run1.v7"
+    assert comment_key(replace(run1, head_sha=None)) == comment_key(run1)  # git not needed
+    assert comment_key(replace(run1, occurrence="run2.v12")) != comment_key(run1)  # notifies
+    marker(comment_key(run1))
+
+
+def test_agents_escalation_comment_says_a_failed_push_is_tried_again() -> None:
+    escalated = outcome(OutcomeKind.ESCALATED, EscalationReason.MAX_TURNS)
+    error = GitTransportError("fetching acme/w failed: fatal: unreachable\nmore detail")
+    failed = PushReport("trunkline/issue-1-x", None, failed=failure_note(error))
+    text = escalation_comment(escalated, failed)
+    assert (
+        "could not be pushed to `trunkline/issue-1-x` yet (GitTransportError: fetching acme/w "
+        "failed: fatal: unreachable); it is tried again" in text
+    )
+    assert "more detail" not in text
 
 
 @pytest.mark.parametrize(
