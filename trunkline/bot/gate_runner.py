@@ -10,7 +10,9 @@ human who took the work item over), and evaluates the pure gates (`trunkline.que
 `GateRunner.refresh` also brings the GitHub-review approvals in the store up to date
 (level-triggered), posts the `trunkline/scope|review|approval` check runs on the head SHA
 and, when the PR is queued, submits `GatesUpdated` (preceded by `PrHeadChanged` if the
-queue still has an older head).
+queue has another head; both carry the time the reading started, so the queue ignores them
+when a reading that started later is already in force: a slow refresh never moves the queue
+back to a head that was pushed over).
 `synced_read` and `refresh` also remember the head they saw with the PR's `updated_at`
 (`observe`), which `/trunkline approve` uses to bind an approval to the head of its comment.
 Every step converges, so running it twice is harmless.
@@ -492,7 +494,11 @@ class GateRunner:
             )
             return
         if entry.head_sha != reading.head_sha and reading.head_sha == reading.pull.head_sha:
-            self.queue.submit(reading.repo, base, PrHeadChanged(reading.pr, reading.head_sha))
+            # `read_at` lets the queue refuse this head if a reading that started later (a
+            # push's refresh that finished first) already set a newer one
+            self.queue.submit(
+                reading.repo, base, PrHeadChanged(reading.pr, reading.head_sha, read_at=read_at)
+            )
         self.queue.submit(
             reading.repo,
             base,
