@@ -266,9 +266,17 @@ def bot_review(world: World, sha: str = HEAD, event: ReviewEvent = ReviewEvent.A
 
 
 def human_review(
-    world: World, login: str, sha: str = HEAD, state: ReviewState = ReviewState.APPROVED
+    world: World,
+    login: str,
+    sha: str = HEAD,
+    state: ReviewState = ReviewState.APPROVED,
+    *,
+    submitted_at: datetime | None = None,
 ) -> dict[str, Any]:
-    world.github.add_review(REPO, world.pr, author=login, state=state, commit_sha=sha)
+    world.github.add_review(
+        REPO, world.pr, author=login, state=state, commit_sha=sha, submitted_at=submitted_at
+    )
+    submitted = {} if submitted_at is None else {"submitted_at": submitted_at.isoformat()}
     payload = {
         "action": "submitted",
         "review": {
@@ -276,6 +284,7 @@ def human_review(
             "state": state.value.lower(),
             "commit_id": sha,
             "user": {"login": login, "id": 3, "type": "User"},
+            **submitted,
         },
         "pull_request": {
             "number": world.pr,
@@ -434,6 +443,23 @@ def test_a_change_request_withdraws_the_reviewers_command_approval(world: World)
     human_review(world, "olivia", state=ReviewState.CHANGES_REQUESTED)
     assert world.approvals.approvals(REPO, world.pr) == ()
     assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.FAILURE
+
+
+def test_a_change_request_withdraws_an_earlier_written_approval_whose_job_ran_later(
+    world: World,
+) -> None:
+    """owen writes `/trunkline approve`, then changes his mind and requests changes; the
+    review is handled first, the comment's job runs after it (a backlog, a retry)."""
+    world.pull_event("opened")
+    written = world.tick()  # the comment, on GitHub's clock
+    human_review(world, "owen", state=ReviewState.CHANGES_REQUESTED, submitted_at=world.tick())
+    world.approvals.clock = world.tick  # the comment's job records later still
+    world.comment("owen", "/trunkline approve", written_at=written)
+    assert world.approvals.approvals(REPO, world.pr) == ()
+    assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.FAILURE
+    # A later decision counts: written after the change request.
+    comment = world.comment("owen", "/trunkline approve")
+    assert "it counts" in (world.reply(comment) or "")
 
 
 def test_approve_naming_another_sha_records_nothing(world: World) -> None:
