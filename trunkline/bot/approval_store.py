@@ -8,6 +8,10 @@ bound to a SHA and never carry over to another one; a push simply leaves them be
 `replace_reviews` makes the GitHub-review rows of a PR equal to what GitHub reports now
 (level-triggered: a dropped `submitted` or `dismissed` webhook is healed by the next read).
 
+Each row's decision time is `decided_at` (GitHub's clock: a `/trunkline approve` comment's
+`created_at`), else its recording time `created_at`: a "changes requested" review withdraws
+the approvals decided before it (`remove(..., before=)`), however late their job ran.
+
 Head observations (rows of kind `head`, user "", source `observed`) remember when each head
 SHA of a PR was seen, on GitHub's clock (`pull.updated_at`: the head cannot have changed
 since), so `/trunkline approve` can bind an approval to the head that was current when the
@@ -22,7 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, select, update
 
 from trunkline.queue.gates import ApprovalSource, RecordedApproval
 from trunkline.store.dialect import database_now, insert_ignoring_conflicts
@@ -37,7 +41,16 @@ _KEY = ("repo_full_name", "pr_number", "sha", "user_login", "kind")
 class ApprovalRecords(Protocol):
     """The approvals a `GateRunner` reads and writes (`ApprovalStore`, `MemoryApprovals`)."""
 
-    def record(self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource) -> bool: ...
+    def record(
+        self,
+        repo: str,
+        pr: int,
+        sha: str,
+        user: str,
+        source: ApprovalSource,
+        *,
+        decided_at: datetime | None = None,
+    ) -> bool: ...
 
     def remove(
         self,
@@ -83,13 +96,24 @@ class ApprovalStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def record(self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource) -> bool:
-        """Record `user`'s approval of `sha`; False when it was already recorded."""
+    def record(
+        self,
+        repo: str,
+        pr: int,
+        sha: str,
+        user: str,
+        source: ApprovalSource,
+        *,
+        decided_at: datetime | None = None,
+    ) -> bool:
+        """Record `user`'s approval of `sha`, decided at `decided_at` (GitHub's clock; None:
+        unknown, the recording time stands in); False when it was already recorded."""
         with self.engine.begin() as conn:
+            row = _row(repo, pr, sha, user, source, database_now(conn))
             return insert_ignoring_conflicts(
                 conn,
                 Approval.__table__,  # type: ignore[arg-type]
-                _row(repo, pr, sha, user, source, database_now(conn)),
+                {**row, "decided_at": decided_at},
                 _KEY,
             )
 
@@ -104,7 +128,8 @@ class ApprovalStore:
         before: datetime | None = None,
     ) -> int:
         """Delete `user`'s approval of `sha` (only one from `source`, if given; only one
-        recorded at or before `before`, if given: a later approval is a later decision)."""
+        decided at or before `before`, if given: a later approval is a later decision). The
+        decision time is `decided_at` (GitHub's clock), else the recording time."""
         conditions = [
             Approval.repo_full_name == repo,
             Approval.pr_number == pr,
@@ -115,7 +140,7 @@ class ApprovalStore:
         if source is not None:
             conditions.append(Approval.source == source.value)
         if before is not None:
-            conditions.append(Approval.created_at <= before)
+            conditions.append(func.coalesce(Approval.decided_at, Approval.created_at) <= before)
         with self.engine.begin() as conn:
             return conn.execute(delete(Approval).where(and_(*conditions))).rowcount
 
@@ -223,11 +248,20 @@ class MemoryApprovals:
         self.heads: dict[tuple[str, int], dict[str, datetime]] = {}
         self.clock = clock
 
-    def record(self, repo: str, pr: int, sha: str, user: str, source: ApprovalSource) -> bool:
+    def record(
+        self,
+        repo: str,
+        pr: int,
+        sha: str,
+        user: str,
+        source: ApprovalSource,
+        *,
+        decided_at: datetime | None = None,
+    ) -> bool:
         if any(row[:4] == (repo, pr, sha, user) for row in self.rows):
             return False
         self.rows.append((repo, pr, sha, user, source))
-        self.recorded_at[(repo, pr, sha, user, source)] = self.clock()
+        self.recorded_at[(repo, pr, sha, user, source)] = decided_at or self.clock()
         return True
 
     def remove(

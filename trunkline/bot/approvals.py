@@ -3,7 +3,9 @@
 Performs I/O (the store, GitHub). A review `submitted` as APPROVED records (repo, PR,
 `review.commit_id`, reviewer, `github_review`); a later CHANGES_REQUESTED review by the same
 person, or the review's dismissal, removes it. `/trunkline approve` records (repo, PR,
-head SHA the comment was written for, commenter, `command`): the head at job time counts
+head SHA the comment was written for, commenter, `command`), decided at the comment's
+`created_at` (GitHub's clock), so the same person's CHANGES_REQUESTED review submitted after
+the comment withdraws it even when the comment's job runs later; the head at job time counts
 only if it was observed as the head before the comment was written (`bind_approval`);
 otherwise nothing is recorded and the reply asks to approve again naming the SHA
 (`/trunkline approve <sha>`, which binds to that SHA if it is the head). Recording is
@@ -176,7 +178,11 @@ def approve_head(
             extra={"repo": repo, "pr": pr, "user": user, "head": pull.head_sha},
         )
         return binding, None
-    runner.approvals.record(repo, pr, binding.sha, user, ApprovalSource.COMMAND)
+    # decided when the comment was written (GitHub's clock), however late this job runs: a
+    # "changes requested" by the same person submitted after it withdraws it
+    runner.approvals.record(
+        repo, pr, binding.sha, user, ApprovalSource.COMMAND, decided_at=written_at
+    )
     return binding, runner.refresh(github, repo, pr)
 
 

@@ -10,7 +10,9 @@ human who took the work item over), and evaluates the pure gates (`trunkline.que
 `GateRunner.refresh` also brings the GitHub-review approvals in the store up to date
 (level-triggered), posts the `trunkline/scope|review|approval` check runs on the head SHA
 and, when the PR is queued, submits `GatesUpdated` (preceded by `PrHeadChanged` if the
-queue still has an older head).
+queue has another head; both carry the time the reading started, so the queue ignores them
+when a reading that started later is already in force: a slow refresh never moves the queue
+back to a head that was pushed over).
 `synced_read` and `refresh` also remember the head they saw with the PR's `updated_at`
 (`observe`), which `/trunkline approve` uses to bind an approval to the head of its comment.
 Every step converges, so running it twice is harmless.
@@ -161,17 +163,21 @@ class LeaseHeldLocks:
 
 
 VERDICT_MARKER = "trunkline:verdict="
-"""`trunkline:verdict=approve|request_changes|escalate` in a bot review's body."""
-_VERDICT = re.compile(re.escape(VERDICT_MARKER) + r"([a-z_]+)")
+"""`trunkline:verdict=approve|request_changes|escalate`: the last line of a bot review's body."""
+_VERDICT = re.compile(r"(?:<sub>)?" + re.escape(VERDICT_MARKER) + r"([a-z_]+)(?:</sub>)?")
 _VERDICT_LINE = re.compile(r"(?:<sub>)?" + re.escape(VERDICT_MARKER) + r"[a-z_]*(?:</sub>)?")
+_MARKER_LIKE = re.compile(r"trunkline\s*:\s*verdict\s*=", re.IGNORECASE)
+_NEUTRAL_MARKER = "trunkline:verdict&#61;"
+"""What marker-like text in a summary becomes: it reads the same rendered, never parses."""
 
 
 class BotReviewVerdicts:
     """The reviewer agent publishes its verdict as a GitHub review by the bot on the exact
     commit. GitHub refuses APPROVE and REQUEST_CHANGES on one's own pull request, and the bot
     opens the agents' PRs, so the verdict is written in the review body as
-    `trunkline:verdict=<approve|request_changes|escalate>` (usually a COMMENT review); without
-    the marker an APPROVED review is `approve` and CHANGES_REQUESTED is `request_changes`."""
+    `trunkline:verdict=<approve|request_changes|escalate>` (usually a COMMENT review) on the
+    body's last line; without the marker an APPROVED review is `approve` and
+    CHANGES_REQUESTED is `request_changes`."""
 
     def __init__(self, bot_login: str | None) -> None:
         self.bot_login = bot_login
@@ -192,8 +198,13 @@ class BotReviewVerdicts:
 
 
 def verdict_of(review: Review) -> ReviewerVerdict | None:
-    """The reviewer verdict a bot review carries (see `BotReviewVerdicts`), or None."""
-    marked = _VERDICT.search(review.body)
+    """The reviewer verdict a bot review carries (see `BotReviewVerdicts`), or None.
+
+    Only the body's last non-empty line counts, and only when it is the marker alone: that is
+    where `verdict_body` writes it, after the summary (the reviewer agent's text about an
+    untrusted diff, which could quote a marker of its own)."""
+    lines = [line.strip() for line in review.body.splitlines() if line.strip()]
+    marked = _VERDICT.fullmatch(lines[-1]) if lines else None
     if marked is not None:
         try:
             return ReviewerVerdict(marked.group(1))
@@ -207,8 +218,14 @@ def verdict_of(review: Review) -> ReviewerVerdict | None:
 
 
 def verdict_body(verdict: ReviewerVerdict, summary: str) -> str:
-    """The body of a bot review that carries `verdict` (for the reviewer agent's runner)."""
-    return f"{summary}\n\n<sub>{VERDICT_MARKER}{verdict.value}</sub>"
+    """The body of a bot review that carries `verdict` (for the reviewer agent's runner): the
+    summary, with any marker-like text in it neutralised, then the marker on the last line."""
+    return f"{neutralise_markers(summary)}\n\n<sub>{VERDICT_MARKER}{verdict.value}</sub>"
+
+
+def neutralise_markers(text: str) -> str:
+    """`text` with everything that looks like a verdict marker made inert."""
+    return _MARKER_LIKE.sub(_NEUTRAL_MARKER, text)
 
 
 def verdict_summary(body: str) -> str:
@@ -492,7 +509,11 @@ class GateRunner:
             )
             return
         if entry.head_sha != reading.head_sha and reading.head_sha == reading.pull.head_sha:
-            self.queue.submit(reading.repo, base, PrHeadChanged(reading.pr, reading.head_sha))
+            # `read_at` lets the queue refuse this head if a reading that started later (a
+            # push's refresh that finished first) already set a newer one
+            self.queue.submit(
+                reading.repo, base, PrHeadChanged(reading.pr, reading.head_sha, read_at=read_at)
+            )
         self.queue.submit(
             reading.repo,
             base,

@@ -162,6 +162,7 @@ class QueueCommands:
         return loaded, loaded.queue.base
 
     def enqueue(self, ctx: CommandContext, command: SlashCommand, *, retry: bool = False) -> str:
+        read_at = self.runner.clock.now()
         pull = ctx.github.get_pull(ctx.repo, ctx.number)
         if pull.state != "open" or pull.merged:
             return f"#{ctx.number} is not open, so it cannot be queued."
@@ -182,7 +183,7 @@ class QueueCommands:
         self.queue.submit(
             ctx.repo,
             base,
-            Enqueue(ctx.number, pull.head_sha, priority),
+            Enqueue(ctx.number, pull.head_sha, priority, read_at=read_at),
             config=config,
             base_sha=base_sha,
         )

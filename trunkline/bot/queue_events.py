@@ -111,7 +111,9 @@ def register_queue_events(
         repo = payload.repository.full_name
         event: ev.Event
         if payload.action == "synchronize":
-            event = ev.PrHeadChanged(pull.number, pull.head.sha)
+            # the push happened before this delivery is handled, so after any reading
+            # that still saw the old head: a slower reading of that head cannot undo it
+            event = ev.PrHeadChanged(pull.number, pull.head.sha, read_at=queues.clock.now())
         elif payload.action == "closed" and not pull.merged:
             by = payload.sender.login if payload.sender is not None else "unknown"
             event = ev.Dequeue(pull.number, by=by, reason="PR closed")

@@ -224,9 +224,11 @@ class FakeGitHub:
         commit_sha: str,
         body: str = "",
         comments: Sequence[ReviewLineComment] = (),
+        submitted_at: datetime | None = None,
     ) -> Review:
         """A review by someone else (a human), with line comments on the diff."""
-        review = Review(self._new_id(), Actor(author), state, commit_sha, body, _EPOCH)
+        when = _EPOCH if submitted_at is None else submitted_at
+        review = Review(self._new_id(), Actor(author), state, commit_sha, body, when)
         self._repo(repo).reviews.setdefault(number, []).append(review)
         self._add_line_comments(repo, number, review, comments)
         return review

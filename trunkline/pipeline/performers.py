@@ -77,10 +77,13 @@ def refusal_text(command: cmd.RefuseLabel) -> str:
     )
 
 
-def review_fallback_body(body: str, notes: tuple[ReviewNote, ...]) -> str:
-    """The review body when GitHub refused the line comments: the findings listed in it."""
+def review_fallback_body(
+    verdict: ReviewerVerdict, summary: str, notes: tuple[ReviewNote, ...]
+) -> str:
+    """The review body when GitHub refused the line comments: the findings listed in it,
+    before the verdict marker (which must stay the body's last line)."""
     listed = "".join(f"\n- `{note.path}:{note.line}`: {note.body}" for note in notes)
-    return f"{body}\n\nFindings (line comments were refused):{listed}"
+    return verdict_body(verdict, f"{summary}\n\nFindings (line comments were refused):{listed}")
 
 
 def plan_approvers(policy: Policy, paths: Sequence[str]) -> tuple[str, ...]:
@@ -186,8 +189,9 @@ class GitHubPerformers:
             # GitHub refuses approvals and change requests on the App's own pull request;
             # the verdict marker in the body is what the merge queue's gate reads.
             event = ReviewEvent.COMMENT
-        body = verdict_body(ReviewerVerdict(command.verdict.value), command.summary)
-        fallback = review_fallback_body(body, command.notes)
+        verdict = ReviewerVerdict(command.verdict.value)
+        body = verdict_body(verdict, command.summary)
+        fallback = review_fallback_body(verdict, command.summary, command.notes)
         posted = (github.as_written(body), github.as_written(fallback))  # as GitHub holds them
         for review in github.list_reviews(context.repo, command.pr):
             if review.commit_sha == command.sha and review.body in posted:

@@ -65,13 +65,16 @@ class RequestChecks:
 @dataclass(frozen=True)
 class FastForwardBase:
     """Move `base` from `expected_old_sha` to `new_sha`, force=false; report FastForwarded or
-    FastForwardRejected (with the base SHA read after the refusal)."""
+    FastForwardRejected (with the base SHA read after the refusal). `prs`: the (PR, head SHA)
+    pairs `new_sha` merges; a PR whose head moved is reported (PrHeadChanged) instead of
+    merged."""
 
     key: str
     build_id: str
     base: str
     expected_old_sha: str
     new_sha: str
+    prs: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

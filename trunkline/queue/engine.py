@@ -14,6 +14,8 @@ Pure; performs no I/O, reads no clock, draws no random numbers: the same state, 
   the entry is rebuilt and retested on the new base.
 - The PR head changed, or a gate stopped passing: the verdicts for the old SHA are void, the
   build (if any) is cancelled, and the entry waits for its gates again (it is not ejected).
+  A head reading that started before the one in force (`read_at`) is stale and ignored: the
+  queue never goes back to a head that was pushed over.
 - A failed required check ejects with the check's summary (after `flake_retries` reruns); a
   timeout, a check that never started or a CI-side cancellation is retried `retry_on_timeout`
   times, then ejects. An integration conflict ejects with the conflicting paths.
@@ -163,7 +165,14 @@ class _Step(Scheduler):
         s = self.state
         if event.pr in s.merged_prs or s.entry(event.pr) is not None or not event.head_sha:
             return
-        entry = Entry(event.pr, event.head_sha, event.priority, self.now, s.next_seq)
+        entry = Entry(
+            event.pr,
+            event.head_sha,
+            event.priority,
+            self.now,
+            s.next_seq,
+            head_read_at=event.read_at,
+        )
         self.state = replace(s, next_seq=s.next_seq + 1)
         self.put_entry(entry)
 
@@ -214,9 +223,16 @@ class _Step(Scheduler):
 
     def on_head_changed(self, event: ev.PrHeadChanged) -> None:
         entry = self.state.entry(event.pr)
-        if entry is None or not event.new_sha or event.new_sha == entry.head_sha:
+        if entry is None or not event.new_sha:
             return
-        self.put_entry(replace(entry, head_sha=event.new_sha, verdicts=()))
+        if _read_before(event.read_at, entry.head_read_at):
+            return  # read before the head in force was: stale, never go back to it
+        if event.new_sha == entry.head_sha:
+            if event.read_at is not None and event.read_at != entry.head_read_at:
+                self.put_entry(replace(entry, head_read_at=event.read_at))  # seen again later
+            return
+        read_at = entry.head_read_at if event.read_at is None else event.read_at
+        self.put_entry(replace(entry, head_sha=event.new_sha, verdicts=(), head_read_at=read_at))
         build = self.state.build_of(entry.pr)
         if build is not None and build.state is not BuildState.PASSED:
             self.drop_build(build)
@@ -330,6 +346,13 @@ class _Step(Scheduler):
         if current and current == build.integration_sha:
             self.merged(build, current)  # it did move (an earlier attempt's response was lost)
             return
+        if (not current or current == build.base_sha) and self.heads_moved(build):
+            # The runner re-read the PR heads before moving the base and one had moved (its
+            # PrHeadChanged came first): the build is void, not failed; the entry waits for
+            # its gates on the new head, the other PRs are rebuilt.
+            self.drop_build(build)
+            self.leave_if_asked(build)
+            return
         if not current or current == build.base_sha:
             self.build_failed(
                 build,
@@ -342,13 +365,26 @@ class _Step(Scheduler):
             return
         self.drop_build(build)
         self.set_base(current)  # a fresh read after the refusal: trust it
+        self.leave_if_asked(build)
+        for other in self.state.builds:
+            if other.state is not BuildState.PASSED and other.base_sha != current:
+                self.drop_build(other)
+
+    def heads_moved(self, build: Build) -> bool:
+        """Whether a PR of `build` is queued at another head than the one built."""
+        for pr, head in zip(build.prs, build.head_shas, strict=True):
+            entry = self.state.entry(pr)
+            if entry is not None and entry.head_sha != head:
+                return True
+        return False
+
+    def leave_if_asked(self, build: Build) -> None:
+        """The dequeues that waited for `build`'s fast-forward apply now that it did not
+        happen."""
         for pr in build.prs:
             entry = self.state.entry(pr)
             if entry is not None and entry.leave_reason is not None:
                 self.leave(entry, OutcomeKind.DEQUEUED, entry.leave_reason)
-        for other in self.state.builds:
-            if other.state is not BuildState.PASSED and other.base_sha != current:
-                self.drop_build(other)
 
     def on_tick(self) -> None:
         config = self.state.config

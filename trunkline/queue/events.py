@@ -2,7 +2,9 @@
 
 Pure; performs no I/O. Events are prompts, not commands: the engine ignores an event about an
 unknown PR or build, a stale SHA, or one it has already applied, so runners may deliver events
-late, twice or out of order. Times come from the `now` argument of `step`, never from events.
+late, twice or out of order. The engine's clock is the `now` argument of `step`; the only
+times events carry are when a runner's reading started (`read_at`), compared with each other
+to tell a stale reading from a newer one.
 
 Gate verdicts arrive as one event, `GatesUpdated`, carrying any subset of the three gates
 (scope, review, approval) for one head SHA: a reviewer verdict sends just `review`, an approval
@@ -20,11 +22,13 @@ from trunkline.queue.model import CheckConclusion, Gate, Priority, QueueConfig
 
 @dataclass(frozen=True)
 class Enqueue:
-    """Add a PR at `head_sha`. Ignored when the PR is already queued or already merged."""
+    """Add a PR at `head_sha`. Ignored when the PR is already queued or already merged.
+    `read_at`: when the reading that saw `head_sha` started (as in `PrHeadChanged`)."""
 
     pr: int
     head_sha: str
     priority: Priority = Priority.NORMAL
+    read_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,16 @@ class GatesUpdated:
 
 @dataclass(frozen=True)
 class PrHeadChanged:
-    """The PR's head is now `new_sha`: verdicts for the old SHA are void."""
+    """The PR's head is now `new_sha`: verdicts for the old SHA are void.
+
+    `read_at`: when the reading that saw `new_sha` started (the runner's clock). A reading
+    older than the one that set the head in force is stale and ignored, so a slow reader can
+    never move the queue back to a head that was pushed over; a reading that finds the head
+    in force again only renews its time. Without `read_at` the report is always taken."""
 
     pr: int
     new_sha: str
+    read_at: datetime | None = None
 
 
 @dataclass(frozen=True)

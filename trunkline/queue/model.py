@@ -237,6 +237,7 @@ class Entry:
     seq: int  # FIFO tie-break within a priority; unique per queue
     verdicts: tuple[GateVerdict, ...] = ()
     leave_reason: str | None = None  # dequeue asked while a fast-forward was in flight
+    head_read_at: datetime | None = None  # when the reading that gave `head_sha` started
 
     @property
     def order_key(self) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from trunkline.errors import TrunklineError
 from trunkline.github.model import CheckRun, CommitStatus
@@ -53,6 +54,7 @@ class Readings:
     config: QueueConfig | None = None  # the base's policy's queue settings; None: keep
     statuses: Mapping[str, tuple[CommitStatus, ...]] | None = None  # integration SHA -> its
     own_app: str | None = None  # trunkline's App slug: its check runs never count
+    read_at: datetime | None = None  # when the reading started (the PR heads' `read_at`)
 
 
 def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
@@ -75,7 +77,7 @@ def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
                     ev.Dequeue(entry.pr, by="trunkline", reason="PR merged outside the queue")
                 )
         elif pull.head_sha != entry.head_sha:
-            found.append(ev.PrHeadChanged(entry.pr, pull.head_sha))
+            found.append(ev.PrHeadChanged(entry.pr, pull.head_sha, read_at=readings.read_at))
     statuses = readings.statuses or {}
     for build in state.builds:
         sha = build.integration_sha
@@ -96,8 +98,14 @@ def observations(state: QueueState, readings: Readings) -> tuple[ev.Event, ...]:
     return tuple(found)
 
 
-def read(state: QueueState, access: RepositoryAccess, own_app: str | None = None) -> Readings:
-    """Read what the queue's webhooks report, through the repository's GitHub port."""
+def read(
+    state: QueueState,
+    access: RepositoryAccess,
+    own_app: str | None = None,
+    read_at: datetime | None = None,
+) -> Readings:
+    """Read what the queue's webhooks report, through the repository's GitHub port
+    (`read_at`: the time the reading started, on the caller's clock)."""
     github, repo = access.github, state.repo
     base_sha = github.get_ref(repo, f"heads/{state.config.base}").sha
     pulls = {}
@@ -114,7 +122,7 @@ def read(state: QueueState, access: RepositoryAccess, own_app: str | None = None
         for build in state.builds
         if build.integration_sha is not None
     }
-    return Readings(base_sha, pulls, runs, policy_config(access, state), statuses, own_app)
+    return Readings(base_sha, pulls, runs, policy_config(access, state), statuses, own_app, read_at)
 
 
 def policy_config(access: RepositoryAccess, state: QueueState) -> QueueConfig | None:
@@ -163,7 +171,8 @@ def queue_reconciler(
             if not (state.entries or state.builds):
                 continue
             try:
-                events = observations(state, read(state, access(state.repo), own_app))
+                read_at = queues.clock.now()
+                events = observations(state, read(state, access(state.repo), own_app, read_at))
             except TrunklineError as error:  # one repository's trouble must not stop the rest
                 log.warning(
                     "queue not reconciled",

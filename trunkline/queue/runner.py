@@ -17,8 +17,11 @@ every effect is safe to perform twice:
   IntegrationBuilt commit is not lost -> CheckStarted / CheckCompleted. A retry (attempt > 1)
   rerequests the newest countable check run of each check still to pass on the same SHA.
 - FastForwardBase: read the base; at the SHA already -> FastForwarded; moved -> rejected;
-  else re-read the exact SHA's check runs and statuses (not all green -> ChecksRegressed);
-  else `update_ref(force=False)` -> FastForwarded / FastForwardRejected(current base).
+  else re-read the head of every PR it merges (one moved -> PrHeadChanged with the new head
+  and FastForwardRejected with the base unchanged: the build is void, the entry waits for its
+  gates on the new head); else re-read the exact SHA's check runs and statuses (not all
+  green -> ChecksRegressed); else `update_ref(force=False)` -> FastForwarded /
+  FastForwardRejected(current base).
 - ClosePull: `close_pull` (a squashed PR, whose head GitHub cannot see merged).
 - PostCheckRun: update the newest `trunkline/queue` run on that SHA, or create one; skipped
   when the outbox holds a newer PostCheckRun for the same PR head (jobs run concurrently, a
@@ -303,6 +306,14 @@ class QueueEffectRunner:
                 effect.build_id, f"{effect.base} moved to {current[:12]}", current
             )
             return Performed((rejected,), f"base moved to {current}")
+        moved = self._moved_heads(record, effect, access)
+        if moved:
+            # A PR was pushed to since the engine last heard: merging would merge the old
+            # head. Report the new head; the refusal (base unchanged) voids the build.
+            names = ", ".join(f"#{event.pr} is at {event.new_sha[:12]}" for event in moved)
+            reason = f"a PR head moved before the fast-forward: {names}"
+            refused = ev.FastForwardRejected(effect.build_id, reason, current)
+            return Performed((*moved, refused), f"not fast-forwarded: {reason}")
         config = self._config(record)
         if config is not None:
             # Re-read the exact SHA's checks and statuses: a rerun may have turned red, or a
@@ -322,6 +333,18 @@ class QueueEffectRunner:
             (ev.FastForwarded(effect.build_id, effect.new_sha),),
             f"{effect.base} {effect.expected_old_sha[:12]} -> {effect.new_sha[:12]}",
         )
+
+    def _moved_heads(
+        self, record: OutboxRecord, effect: FastForwardBase, access: RepositoryAccess
+    ) -> tuple[ev.PrHeadChanged, ...]:
+        """Re-read the head of every PR the fast-forward merges; one for each that moved."""
+        moved = []
+        for pr, head in effect.prs:
+            read_at = self.clock.now()
+            current = access.github.get_pull(record.repo, pr).head_sha
+            if current != head:
+                moved.append(ev.PrHeadChanged(pr, current, read_at=read_at))
+        return tuple(moved)
 
     def _refused(
         self,

@@ -182,6 +182,7 @@ class Scheduler(ProbeRules):
                 base=self.state.base,
                 expected_old_sha=build.base_sha,
                 new_sha=build.integration_sha,
+                prs=tuple(zip(build.prs, build.head_shas, strict=True)),
             )
         )
 

@@ -222,6 +222,9 @@ class Approval(Base):
     source: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(40), default="merge")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # when the person decided, on GitHub's clock (a command's comment time); NULL: unknown,
+    # `created_at` stands in (migration 0003)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("repo_full_name", "pr_number", "sha", "user_login", "kind"),)
 

@@ -81,6 +81,19 @@ def at(seconds: int) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
+def test_a_change_request_withdraws_approvals_decided_before_it_however_late_recorded(
+    records: ApprovalRecords,
+) -> None:
+    # Written at 10 and 30 on GitHub's clock, recorded now (jobs that ran late).
+    records.record(REPO, 1, A, "owen", COMMAND, decided_at=at(10))
+    records.record(REPO, 1, B, "owen", COMMAND, decided_at=at(30))
+    # owen's "changes requested" submitted at 20 withdraws what he decided before it ...
+    assert records.remove(REPO, 1, A, "owen", COMMAND, before=at(20)) == 1
+    # ... never a later decision
+    assert records.remove(REPO, 1, B, "owen", COMMAND, before=at(20)) == 0
+    assert records.approvals(REPO, 1) == (RecordedApproval("owen", B, COMMAND),)
+
+
 def test_head_observations_give_the_start_of_the_heads_latest_run(
     records: ApprovalRecords,
 ) -> None:

@@ -199,6 +199,9 @@ def _fake(base_sha: str = OLD, ci: GitHubConclusion = GitHubConclusion.SUCCESS) 
     github.add_commit(REPO, INTEGRATION, OLD, HEAD)
     github.add_commit(REPO, HEAD, OLD)
     github.set_ref(REPO, f"heads/{BASE}", base_sha)
+    for _ in range(6):
+        github.add_issue(REPO, title="an earlier issue")
+    assert github.add_pull(REPO, head_ref="feature-7", head_sha=HEAD).number == 7
     # The CI's report on the integration commit, re-read right before the fast-forward.
     github.create_check_run(
         REPO,
@@ -246,6 +249,29 @@ def test_queue_runner_rereads_the_checks_and_never_moves_the_base_to_a_red_commi
     assert outcome is not None
     assert outcome.kind is OutcomeKind.EJECTED
     assert "required check ci failure: ci failure" in outcome.reason
+
+
+def test_queue_runner_never_merges_a_pr_whose_head_moved_before_the_fast_forward(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    pushed = "f" * 40
+    github = _fake()
+    runner = _runner(sqlite_engine, github, tmp_path)
+    forward = _to_fast_forward(runner.queues, REPO)
+    assert forward.prs == ((7, HEAD),)
+    github.push_to_pull(REPO, 7, pushed)  # its webhook is late: the engine has not heard
+    runner.perform_key(forward.key)
+    assert github.get_ref(REPO, f"heads/{BASE}").sha == OLD
+    assert not github.calls_of("update_ref")
+    state = runner.queues.state(REPO, BASE)
+    assert state is not None
+    assert state.base_sha == OLD
+    assert state.outcome(7) is None
+    assert state.builds == ()
+    entry = state.entry(7)
+    assert entry is not None
+    assert entry.head_sha == pushed
+    assert not entry.gates_pass
 
 
 def test_queue_runner_reports_a_refused_fast_forward(sqlite_engine: Engine, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from trunkline.bot.gate_runner import (
 from trunkline.bot.merge_group import group_contents, group_members
 from trunkline.bot.queue_commands import QueueCommands, register_queue_gates, reply_key
 from trunkline.bot.router import RoutedEvent, Router
+from trunkline.clock import FakeClock
 from trunkline.github.fake import FakeGitHub
 from trunkline.github.model import (
     Actor,
@@ -250,6 +251,7 @@ def world() -> World:
         verdicts=BotReviewVerdicts(BOT),
         queue=queue,
         bot_login=BOT,
+        clock=FakeClock(NOW),
     )
     router = Router()
     holder: list[World] = []
@@ -264,9 +266,17 @@ def bot_review(world: World, sha: str = HEAD, event: ReviewEvent = ReviewEvent.A
 
 
 def human_review(
-    world: World, login: str, sha: str = HEAD, state: ReviewState = ReviewState.APPROVED
+    world: World,
+    login: str,
+    sha: str = HEAD,
+    state: ReviewState = ReviewState.APPROVED,
+    *,
+    submitted_at: datetime | None = None,
 ) -> dict[str, Any]:
-    world.github.add_review(REPO, world.pr, author=login, state=state, commit_sha=sha)
+    world.github.add_review(
+        REPO, world.pr, author=login, state=state, commit_sha=sha, submitted_at=submitted_at
+    )
+    submitted = {} if submitted_at is None else {"submitted_at": submitted_at.isoformat()}
     payload = {
         "action": "submitted",
         "review": {
@@ -274,6 +284,7 @@ def human_review(
             "state": state.value.lower(),
             "commit_id": sha,
             "user": {"login": login, "id": 3, "type": "User"},
+            **submitted,
         },
         "pull_request": {
             "number": world.pr,
@@ -434,6 +445,23 @@ def test_a_change_request_withdraws_the_reviewers_command_approval(world: World)
     assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.FAILURE
 
 
+def test_a_change_request_withdraws_an_earlier_written_approval_whose_job_ran_later(
+    world: World,
+) -> None:
+    """owen writes `/trunkline approve`, then changes his mind and requests changes; the
+    review is handled first, the comment's job runs after it (a backlog, a retry)."""
+    world.pull_event("opened")
+    written = world.tick()  # the comment, on GitHub's clock
+    human_review(world, "owen", state=ReviewState.CHANGES_REQUESTED, submitted_at=world.tick())
+    world.approvals.clock = world.tick  # the comment's job records later still
+    world.comment("owen", "/trunkline approve", written_at=written)
+    assert world.approvals.approvals(REPO, world.pr) == ()
+    assert world.runs()["trunkline/approval"].conclusion is CheckConclusion.FAILURE
+    # A later decision counts: written after the change request.
+    comment = world.comment("owen", "/trunkline approve")
+    assert "it counts" in (world.reply(comment) or "")
+
+
 def test_approve_naming_another_sha_records_nothing(world: World) -> None:
     world.pull_event("opened")
     comment = world.comment("owen", "/trunkline approve 2222222")
@@ -558,7 +586,7 @@ def test_comments_by_bots_and_on_issues_are_left_alone(world: World) -> None:
 
 def test_queue_by_maintainer_enqueues_with_config_and_gates(world: World) -> None:
     comment = world.comment("owen", "/trunkline queue")
-    assert world.queue.of(Enqueue) == [Enqueue(world.pr, HEAD, Priority.NORMAL)]
+    assert world.queue.of(Enqueue) == [Enqueue(world.pr, HEAD, Priority.NORMAL, read_at=NOW)]
     state = world.queue.state(REPO, "main")
     assert state is not None
     assert state.config.required_checks == ("ci",)
@@ -631,8 +659,43 @@ def test_a_push_to_a_queued_pr_reports_the_new_head_first(world: World) -> None:
     world.comment("owen", "/trunkline queue")
     world.github.push_to_pull(REPO, world.pr, NEW_HEAD)
     world.pull_event("synchronize")
-    assert world.queue.of(PrHeadChanged) == [PrHeadChanged(world.pr, NEW_HEAD)]
+    assert world.queue.of(PrHeadChanged) == [PrHeadChanged(world.pr, NEW_HEAD, read_at=NOW)]
     assert world.queue.of(GatesUpdated)[-1].head_sha == NEW_HEAD
+
+
+def test_a_slow_refresh_that_read_before_a_push_cannot_put_the_old_head_back(
+    world: World,
+) -> None:
+    bot_review(world)
+    human_review(world, "olivia")
+    world.comment("owen", "/trunkline queue")
+    clock = world.runner.clock
+    assert isinstance(clock, FakeClock)
+    # R1 (a review, a comment or /trunkline explain) reads HEAD: every gate passes ...
+    clock.advance(1)
+    slow_read_at = clock.now()
+    slow = world.runner.synced_read(world.github, REPO, world.pr)
+    assert slow.head_sha == HEAD
+    assert slow.ok
+    # ... a push lands, and its refresh (R2, started later) finishes first
+    world.github.push_to_pull(REPO, world.pr, NEW_HEAD)
+    clock.advance(1)
+    world.pull_event("synchronize")
+    pushed = world.queue.state(REPO, "main")
+    assert pushed is not None
+    entry = pushed.entry(world.pr)
+    assert entry is not None
+    assert entry.head_sha == NEW_HEAD
+    assert not entry.gates_pass
+    # R1 submits what it read before the push: stale, ignored
+    world.runner.submit(slow, read_at=slow_read_at)
+    state = world.queue.state(REPO, "main")
+    assert state is not None
+    entry = state.entry(world.pr)
+    assert entry is not None
+    assert entry.head_sha == NEW_HEAD
+    assert not entry.gates_pass
+    assert state.builds == ()
 
 
 def test_invalid_policy_fails_every_gate_with_the_error(world: World) -> None:
@@ -876,7 +939,7 @@ def test_a_push_while_the_diff_is_read_evaluates_nothing(world: World) -> None:
 
 def test_a_queued_pr_retargeted_to_another_base_leaves_the_queue(world: World) -> None:
     world.comment("owen", "/trunkline queue")
-    assert world.queue.of(Enqueue) == [Enqueue(world.pr, HEAD, Priority.NORMAL)]
+    assert world.queue.of(Enqueue) == [Enqueue(world.pr, HEAD, Priority.NORMAL, read_at=NOW)]
     # An old branch whose policy names `main` as its queue's base but asks for less.
     world.github.set_ref(REPO, "heads/release", "0" * 40)
     world.github.set_file(

@@ -371,6 +371,37 @@ SCENARIOS = [
         lambda s: s.entry_state(1) is EntryState.WAITING and s.base_sha == "B1",
     ),
     Scenario(
+        "a head reading older than the one in force is stale: the head never goes back",
+        (
+            Step(ev.Enqueue(1, "h1", read_at=T0)),
+            Step(ev.PrHeadChanged(1, "h1b", read_at=T0 + timedelta(seconds=20))),
+            Step(ev.PrHeadChanged(1, "h1", read_at=T0 + timedelta(seconds=10))),
+            Step(gates(1, "h1")),
+            Step(gates(1, "h1b"), ("build b1 #1@h1b on B0",)),
+        ),
+        lambda s: (e := s.entry(1)) is not None and e.head_sha == "h1b",
+    ),
+    Scenario(
+        "a newer reading of the same head renews it: an older one of another head is stale",
+        (
+            Step(ev.Enqueue(1, "h1", read_at=T0)),
+            Step(ev.PrHeadChanged(1, "h1", read_at=T0 + timedelta(seconds=20))),
+            Step(ev.PrHeadChanged(1, "h0", read_at=T0 + timedelta(seconds=10))),
+        ),
+        lambda s: (e := s.entry(1)) is not None and e.head_sha == "h1",
+    ),
+    Scenario(
+        "a head moved before the fast-forward: the refusal voids the build, no ejection",
+        (
+            *START,
+            *PASS_B1,
+            Step(ev.PrHeadChanged(1, "h1b")),
+            Step(ev.FastForwardRejected("b1", "a PR head moved", "B0"), ("delete b1",)),
+            Step(gates(1, "h1b"), ("build b2 #1@h1b on B0",)),
+        ),
+        lambda s: s.base_sha == "B0" and s.ejected_count == 0,
+    ),
+    Scenario(
         "a gate revoked mid-test cancels the build; the entry waits",
         (
             *START,

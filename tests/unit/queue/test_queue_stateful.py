@@ -109,6 +109,9 @@ class QueueMachine(RuleBasedStateMachine):
         self.delivered: list[ev.Event] = []
         # What the engine has been told, to judge its decisions by.
         self.told_head: dict[int, str] = {}
+        self.told_head_at: dict[int, datetime | None] = {}  # read time of the head in force
+        self.reads = 0
+        self.recheck_heads = False  # the runner re-reads PR heads before a fast-forward
         self.told_gates: dict[tuple[int, str], dict[str, bool]] = {}
         self.told_success: set[tuple[str, str]] = set()
         self.outcomes: list[Outcome] = []
@@ -138,9 +141,15 @@ class QueueMachine(RuleBasedStateMachine):
             case ev.Enqueue() if self.queue.entry(event.pr) is None:
                 if event.pr not in self.queue.merged_prs:
                     self.told_head[event.pr] = event.head_sha
+                    self.told_head_at[event.pr] = event.read_at
                     self.enqueued.add(event.pr)
             case ev.PrHeadChanged() if self.queue.entry(event.pr) is not None:
-                self.told_head[event.pr] = event.new_sha
+                # The head in force is that of the newest reading (a later delivery of an
+                # older reading is stale); a reading without a time is always taken.
+                known = self.told_head_at.get(event.pr)
+                if event.read_at is None or known is None or event.read_at >= known:
+                    self.told_head[event.pr] = event.new_sha
+                    self.told_head_at[event.pr] = event.read_at or known
             case ev.GatesUpdated():
                 told = self.told_gates.setdefault((event.pr, event.head_sha), {})
                 for report in event.reports:
@@ -218,6 +227,19 @@ class QueueMachine(RuleBasedStateMachine):
             eligible = eligible and entry.pr not in held  # waiting for a bisection verdict
             assert in_build or not eligible, f"#{entry.pr} was skipped for #{first_pr}"
 
+    def read_time(self) -> datetime:
+        """When a runner's reading of a PR head starts: each later than the one before."""
+        self.reads += 1
+        return T0 + timedelta(seconds=self.reads)
+
+    @invariant()
+    def heads_never_go_back(self) -> None:
+        """Every entry is at the head of the newest reading the engine was told."""
+        if self.state is None:
+            return
+        for entry in self.state.entries:
+            assert entry.head_sha == self.told_head[entry.pr], f"#{entry.pr} at a stale head"
+
     @invariant()
     def structure_holds(self) -> None:
         if self.state is None:
@@ -288,6 +310,7 @@ class QueueMachine(RuleBasedStateMachine):
         merge_isolated=st.booleans(),
         probes=st.sampled_from(("off", "off", "hold", "aside")),
         isolation_slots=st.sampled_from((0, 0, 1, 3)),
+        recheck_heads=st.booleans(),
     )
     def start(
         self,
@@ -302,7 +325,9 @@ class QueueMachine(RuleBasedStateMachine):
         merge_isolated: bool,
         probes: str,
         isolation_slots: int,
+        recheck_heads: bool,
     ) -> None:
+        self.recheck_heads = recheck_heads
         parallel_bisection = probes != "off"
         config = QueueConfig(
             base="main",
@@ -328,18 +353,21 @@ class QueueMachine(RuleBasedStateMachine):
     def enqueue(self, pr: int, priority: Priority, bad: int, clash: int) -> None:
         if pr not in self.world.heads:
             self.world.push_head(pr, bad % 6 == 0, clash % 8 == 0)
-        self.deliver(ev.Enqueue(pr, self.world.heads[pr], priority))
+        self.deliver(ev.Enqueue(pr, self.world.heads[pr], priority, read_at=self.read_time()))
 
     def pick(self, pr: int, who: int) -> int:
         """Mostly a queued PR (where things happen), sometimes any PR number."""
         entries = self.queue.entries
         return entries[who % len(entries)].pr if entries and who % 4 else pr
 
-    @rule(pr=PRS, who=INDEX, bad=INDEX, clash=INDEX)
-    def push_to_pr(self, pr: int, who: int, bad: int, clash: int) -> None:
+    @rule(pr=PRS, who=INDEX, bad=INDEX, clash=INDEX, timed=INDEX)
+    def push_to_pr(self, pr: int, who: int, bad: int, clash: int, timed: int) -> None:
+        """A push, and a reading of it (delivered in any order, so a reading of an earlier
+        head may arrive after this one; rarely a report without a reading time)."""
         pr = self.pick(pr, who)
         sha = self.world.push_head(pr, bad % 6 == 0, clash % 8 == 0)
-        self.inbox.append(ev.PrHeadChanged(pr, sha))
+        read_at = self.read_time() if timed % 5 else None
+        self.inbox.append(ev.PrHeadChanged(pr, sha, read_at=read_at))
 
     @rule(
         pr=PRS,
@@ -427,6 +455,15 @@ class QueueMachine(RuleBasedStateMachine):
                     self.regress_next = False
                     reason = "required check ci failure: red when re-read"
                     self.inbox.append(ev.ChecksRegressed(effect.build_id, effect.new_sha, reason))
+                    return
+                moved = [(pr, w.heads[pr]) for pr, head in effect.prs if w.heads[pr] != head]
+                if w.base == effect.expected_old_sha and self.recheck_heads and moved:
+                    # The runner re-read the PR heads: it reports them instead of merging,
+                    # in one feedback (the heads first, then the refusal, base unchanged).
+                    for pr, head in moved:
+                        self.deliver(ev.PrHeadChanged(pr, head, read_at=self.read_time()))
+                    refused = ev.FastForwardRejected(effect.build_id, "a head moved", w.base)
+                    self.deliver(refused)
                     return
                 if w.base == effect.expected_old_sha:
                     content = w.commits[effect.new_sha]
@@ -530,7 +567,7 @@ class QueueMachine(RuleBasedStateMachine):
         for entry in self.queue.entries:
             head = self.world.heads[entry.pr]
             if entry.head_sha != head:
-                self.deliver(ev.PrHeadChanged(entry.pr, head))
+                self.deliver(ev.PrHeadChanged(entry.pr, head, read_at=self.read_time()))
             elif not entry.gates_pass:
                 reports = tuple(ev.GateReport(g, True, "ok") for g in ALL_GATES)
                 self.deliver(ev.GatesUpdated(entry.pr, head, reports))
