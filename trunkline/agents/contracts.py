@@ -34,12 +34,19 @@ def _check_relative(path: str) -> str:
 
 
 class Plan(_Product):
-    """What the planner intends to do. `paths` are gitignore-style patterns."""
+    """What the planner intends to do. `paths`: a path without wildcards or a trailing `/` is
+    exactly that file; anything else is a gitignore pattern anchored at the repository root
+    (`calc/` a directory, `**/*.py` every Python file; `trunkline.policies.plan_scope`)."""
 
     summary: LongText
     steps: list[ShortText] = Field(min_length=1, max_length=50)
     paths: list[RepoPath] = Field(
-        min_length=1, max_length=100, description="Paths (gitignore patterns) it will touch."
+        min_length=1,
+        max_length=100,
+        description=(
+            "Files it will touch (exact paths), or root-anchored gitignore patterns: "
+            "'dir/' for a directory, '**/*.py' for Python files anywhere."
+        ),
     )
     acceptance_criteria: list[ShortText] = Field(min_length=1, max_length=30)
     tests_to_run: list[ShortText] = Field(default_factory=list, max_length=20)

@@ -53,8 +53,10 @@ def planner_spec(max_tokens: int) -> RoleSpec[Plan]:
         system=(
             "You are the planner of trunkline. Read the repository with the read-only tools "
             "and produce a plan for the work item: a summary, concrete steps, every path "
-            "(gitignore pattern) you expect to touch, acceptance criteria, tests to run and "
-            "risk notes. The executor may write only the paths you declare. Submit it with "
+            "you expect to touch (an exact file path, or a gitignore pattern anchored at the "
+            "repository root: 'dir/' for a directory; each locks every subsystem it could "
+            "reach, so prefer files), acceptance criteria, tests to run and risk notes. The "
+            "executor may write only the paths you declare. Submit it with "
             f"submit_plan. {_GROUND_RULES}"
         ),
         product=Plan,

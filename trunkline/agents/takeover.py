@@ -9,9 +9,12 @@ worker process and replica sees it: `TakeoverFlag(engine, ref)` is the runner's
 `work_items.data["plan"]` so `/trunkline resume` can restart the executor on it.
 
 Lease handover: the item's leases are held by `work_item_holder(ref)` (`issue-<n>`); a
-takeover transfers them to `human_holder(login)` (`human:<login>`) with new epochs, so the
-stopped agent's fenced writes fail; resume transfers them back. Both are idempotent: a
-second transfer finds nothing left to move.
+takeover transfers them to `human_holder(login, ref)` (`human:<login>:issue-<n>`, one holder
+per item, so the items one person took over keep their leases apart) with new epochs, so
+the stopped agent's fenced writes fail; resume transfers that holder's leases back. Both
+are idempotent: a second transfer finds nothing left to move. Leases taken over under the
+older shared `human:<login>` holder are handed back by the pipeline, which knows the item's
+subsystems (`trunkline.locks.handover`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sqlalchemy import Engine
 
 from trunkline.agents.contracts import Plan
 from trunkline.agents.work_item_rows import ItemRef, change_data, read_data
+from trunkline.locks import holders
 from trunkline.locks.leases import LockManager
 from trunkline.workspace.model import RepositorySpec, Worktree
 from trunkline.workspace.workspace import Workspace
@@ -37,11 +41,12 @@ DEFAULT_AGENT_LEASE = timedelta(minutes=30)
 
 
 def work_item_holder(ref: ItemRef) -> str:
-    return f"issue-{ref.number}"
+    return holders.work_item_holder(ref.number)
 
 
-def human_holder(login: str) -> str:
-    return f"human:{login}"
+def human_holder(login: str, ref: ItemRef) -> str:
+    """The holder of the item's leases while `login` has it taken over."""
+    return holders.human_holder(login, ref.number)
 
 
 @dataclass(frozen=True)
@@ -123,16 +128,17 @@ def load_plan(engine: Engine, ref: ItemRef) -> Plan | None:
 def hand_locks_to_human(
     locks: LockManager, ref: ItemRef, login: str, ttl: timedelta = DEFAULT_HUMAN_LEASE
 ) -> tuple[str, ...]:
-    """Move the item's live leases to `human:<login>`; the subsystems moved."""
-    decision = locks.transfer(ref.repo, work_item_holder(ref), human_holder(login), ttl)
+    """Move the item's live leases to `human:<login>:issue-<n>`; the subsystems moved."""
+    decision = locks.transfer(ref.repo, work_item_holder(ref), human_holder(login, ref), ttl)
     return tuple(lease.subsystem for lease in decision.leases)
 
 
 def hand_locks_back(
     locks: LockManager, ref: ItemRef, login: str, ttl: timedelta = DEFAULT_AGENT_LEASE
 ) -> tuple[str, ...]:
-    """Move `human:<login>`'s leases back to the item (on resume); the subsystems moved."""
-    decision = locks.transfer(ref.repo, human_holder(login), work_item_holder(ref), ttl)
+    """Move the leases `login` holds for this item back to it (on resume; `login` is who took
+    the item over); the subsystems moved."""
+    decision = locks.transfer(ref.repo, human_holder(login, ref), work_item_holder(ref), ttl)
     return tuple(lease.subsystem for lease in decision.leases)
 
 

@@ -27,6 +27,7 @@ from trunkline.agents.contracts import tool_schema
 from trunkline.agents.messages import ToolSpec
 from trunkline.agents.sandbox import CommandAllowlist, CommandRefusedError, Sandbox
 from trunkline.agents.untrusted import frame_as_data
+from trunkline.policies.plan_scope import anchored, is_exact
 
 MAX_READ_BYTES = 100_000
 MAX_WRITE_BYTES = 1_000_000
@@ -94,11 +95,18 @@ def tool_specs(names: Sequence[ToolName]) -> tuple[ToolSpec, ...]:
 
 
 class WriteScope:
-    """Which worktree paths an executor may change: the plan's patterns, minus protected files."""
+    """Which worktree paths an executor may change: the plan's paths, minus protected files.
+
+    A plan path without wildcards or a trailing `/` is exactly that file; anything else is a
+    gitignore pattern anchored at the repository root (`trunkline.policies.plan_scope`, the
+    same reading the plan's locks are computed from)."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self.patterns = tuple(patterns)
-        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+        self._exact = frozenset(p for p in self.patterns if is_exact(p))
+        self._spec = pathspec.GitIgnoreSpec.from_lines(
+            [anchored(p) for p in self.patterns if not is_exact(p)]
+        )
         self._protected = pathspec.GitIgnoreSpec.from_lines(ALWAYS_READ_ONLY)
 
     def refusal(self, relative: str) -> str | None:
@@ -108,10 +116,18 @@ class WriteScope:
             return f"{relative!r}: .git internals are refused"
         if self._protected.match_file(relative):
             return f"{relative!r} is read-only for agents"
-        if not self._spec.match_file(relative):
+        if relative not in self._exact and not self._spec.match_file(relative):
+            hint = next(
+                (
+                    f" ({p!r} names one file; a directory is declared as {p + '/'!r})"
+                    for p in sorted(self._exact)
+                    if relative.startswith(p + "/")
+                ),
+                "",
+            )
             return (
                 f"{relative!r} is outside the paths the plan declared "
-                f"({', '.join(self.patterns) or 'none'}); report it as an open question"
+                f"({', '.join(self.patterns) or 'none'}){hint}; report it as an open question"
             )
         return None
 

@@ -33,13 +33,14 @@ from typing import Protocol
 
 from sqlalchemy import Engine, select
 
-from trunkline.agents.takeover import TAKEOVER, human_holder
+from trunkline.agents.takeover import TAKEOVER
 from trunkline.bot.approval_store import ApprovalRecords
 from trunkline.bot.check_reports import post_gate_checks
 from trunkline.clock import Clock, SystemClock
 from trunkline.github.model import Commit, PullFile, PullRequest, Review, ReviewState
 from trunkline.github.policy_file import read_policy
 from trunkline.github.port import GitHubPort
+from trunkline.locks.holders import human_holder, legacy_human_holder, parse_holder
 from trunkline.locks.leases import LockManager
 from trunkline.policies.codeowners import CodeOwners, parse_codeowners
 from trunkline.policies.evaluation import Change, CompiledPolicy, Evaluation
@@ -121,7 +122,7 @@ class ReviewVerdictSource(Protocol):
 
 class StoreWorkItems:
     """Work items from the store's `work_items` table. The lock holder is `issue-<n>`, or
-    `human:<login>` while a human has taken the item over (`data["takeover"]`, written by
+    `human:<login>:issue-<n>` while a human has taken the item over (`data["takeover"]`, written by
     `trunkline.agents.takeover`, which moves the leases to that holder)."""
 
     def __init__(self, engine: Engine) -> None:
@@ -140,7 +141,9 @@ class StoreWorkItems:
         data = row.data if isinstance(row.data, dict) else {}
         takeover = data.get(TAKEOVER)
         if isinstance(takeover, dict) and takeover.get("active") and takeover.get("by"):
-            return WorkItemRef(row.issue_number, human_holder(str(takeover["by"])))
+            return WorkItemRef(
+                row.issue_number, human_holder(str(takeover["by"]), row.issue_number)
+            )
         return WorkItemRef(row.issue_number, work_item_holder(row.issue_number))
 
 
@@ -151,7 +154,15 @@ class LeaseHeldLocks:
         self.locks = locks
 
     def held_subsystems(self, repo: str, holder: str) -> tuple[str, ...]:
-        return tuple(sorted({lease.subsystem for lease in self.locks.held(repo, holder)}))
+        """`holder`'s live subsystems. For an item taken over before human holders named
+        the item (its leases are under the person's shared `human:<login>`), what that
+        shared holder has: all the person took over, as before."""
+        held = {lease.subsystem for lease in self.locks.held(repo, holder)}
+        parsed = parse_holder(holder)
+        if not held and parsed.login is not None and parsed.issue is not None:
+            shared = legacy_human_holder(parsed.login)
+            held = {lease.subsystem for lease in self.locks.held(repo, shared)}
+        return tuple(sorted(held))
 
     def live_holders(self, repo: str) -> Mapping[str, tuple[str, ...]]:
         snapshot = self.locks.snapshot(repo)
@@ -269,9 +280,6 @@ def change_of(files: tuple[PullFile, ...]) -> Change:
     )
 
 
-HUMAN_PREFIX = human_holder("")
-"""Lock holders named `human:<login>` are people who took a work item over."""
-
 WEB_FLOW = "web-flow"
 """GitHub's committer of commits made in its web UI: not a person."""
 
@@ -280,8 +288,9 @@ def contributors_of(commits: tuple[Commit, ...], holder: str | None) -> tuple[tu
     """(login, why) of everyone who is not independent of these commits: their authors and
     committers (as GitHub links them to accounts) and a human who took the work item over."""
     found: dict[str, str] = {}
-    if holder is not None and holder.startswith(HUMAN_PREFIX):
-        found[holder.removeprefix(HUMAN_PREFIX)] = "took over the work item"
+    login = None if holder is None else parse_holder(holder).login
+    if login is not None:
+        found[login] = "took over the work item"
     for commit in commits:
         for account, why in (
             (commit.author, "authored commits in this pull request"),

@@ -34,6 +34,7 @@ from trunkline.agents.takeover import (
     hand_locks_back,
     hand_locks_to_human,
     human_holder,
+    read_takeover,
     request_takeover,
 )
 from trunkline.agents.work_item_rows import ItemRef, item_of_pull, read_state
@@ -171,17 +172,18 @@ def handle_comment(deps: TakeoverDeps, event: RoutedEvent) -> None:
 
 def _take_over(deps: TakeoverDeps, ref: ItemRef, login: str) -> str:
     fresh = request_takeover(deps.engine, ref, login, deps.now())
+    holder = human_holder(login, ref)
     held: list[str] = []
     if deps.locks is not None:
         moved = hand_locks_to_human(deps.locks, ref, login, deps.human_lease)
         log.info("locks handed to a human", extra={"work_item": ref.key, "locks": list(moved)})
         # What the human holds now (not what this run moved): a re-run replies the same.
-        held = sorted({lease.subsystem for lease in deps.locks.held(ref.repo, human_holder(login))})
+        held = sorted({lease.subsystem for lease in deps.locks.held(ref.repo, holder)})
     log.info("work item taken over", extra={"work_item": ref.key, "by": login, "fresh": fresh})
     locks = (
-        f"the locks on {', '.join(f'`{s}`' for s in held)} are held by `{human_holder(login)}`"
+        f"the locks on {', '.join(f'`{s}`' for s in held)} are held by `{holder}`"
         if held
-        else f"any locks the item held are now held by `{human_holder(login)}`"
+        else f"any locks the item held are now held by `{holder}`"
     )
     return (
         f"@{login} is taking over {ref.key}: the agent stops at its next turn boundary and "
@@ -194,11 +196,12 @@ def _take_over(deps: TakeoverDeps, ref: ItemRef, login: str) -> str:
 def _resume(
     deps: TakeoverDeps, ref: ItemRef, login: str, installation: int | None, comment_id: int
 ) -> str:
+    taker = read_takeover(deps.engine, ref).by or login  # whoever took it over holds the leases
     if not end_takeover(deps.engine, ref, deps.now(), comment_id):
         return f"Nothing to resume: {ref.key} is not taken over by a human."
     moved: tuple[str, ...] = ()
     if deps.locks is not None:
-        moved = hand_locks_back(deps.locks, ref, login, deps.agent_lease)
+        moved = hand_locks_back(deps.locks, ref, taker, deps.agent_lease)
     deps.launcher.resume(ResumeRequest(ref, installation, login, comment_id))
     log.info("work item resumed", extra={"work_item": ref.key, "by": login, "locks": list(moved)})
     return (

@@ -414,10 +414,12 @@ def decide_transfer(
     waiters: Sequence[WaiterRow],
     now: datetime,
     ttl: timedelta,
+    subsystems: Iterable[str] | None = None,
 ) -> HolderDecision:
-    """Hand every live lease of `from_holder` to `to_holder` (a human takeover), new epochs.
+    """Hand every live lease of `from_holder` (all, or those of `subsystems`) to `to_holder`
+    (a human takeover and its resume), with new epochs.
 
-    `slots` must hold every slot row of the subsystems `from_holder` holds. Where `to_holder`
+    `slots` must hold every slot row of the subsystems moved. Where `to_holder`
     already holds the subsystem live, `from_holder`'s slot is simply released. Expired leases
     of `from_holder` are not transferred: they are reported in `lost` and cleared.
     """
@@ -427,9 +429,11 @@ def decide_transfer(
         raise ValueError("a transfer needs the new holder")
     if ttl <= timedelta(0):
         raise ValueError("a lease ttl must be positive")
+    wanted = None if subsystems is None else set(subsystems)
     by_subsystem: dict[str, list[SlotRow]] = {}
     for row in slots:
-        by_subsystem.setdefault(row.subsystem, []).append(row)
+        if wanted is None or row.subsystem in wanted:
+            by_subsystem.setdefault(row.subsystem, []).append(row)
     writes: list[SlotWrite] = []
     leases: list[Lease] = []
     lost: list[str] = []
@@ -450,7 +454,11 @@ def decide_transfer(
                 writes.append(write)
                 already = [write.as_lease()]
         leases.extend(already[:1])
-    delete = sorted(waiter.id for waiter in waiters if waiter.holder == from_holder)
+    delete = sorted(
+        waiter.id
+        for waiter in waiters
+        if waiter.holder == from_holder and (wanted is None or waiter.subsystem in wanted)
+    )
     return HolderDecision(
         tuple(writes), tuple(leases), tuple(sorted(set(lost))), WaiterChanges(delete=tuple(delete))
     )

@@ -198,28 +198,37 @@ class LockManager:
         return len(ids)
 
     def transfer(
-        self, repo: str, from_holder: str, to_holder: str, ttl: timedelta
+        self,
+        repo: str,
+        from_holder: str,
+        to_holder: str,
+        ttl: timedelta,
+        subsystems: Iterable[str] | None = None,
     ) -> HolderDecision:
-        """A human takeover: `from_holder`'s live leases now belong to `to_holder`.
+        """A human takeover and its resume: `from_holder`'s live leases (all, or those of
+        `subsystems`) now belong to `to_holder`.
 
         Each transferred lease gets a new epoch, so the old holder's guarded writes fail.
         """
+        wanted = None if subsystems is None else set(subsystems)
         with self.engine.begin() as conn:
             names = sorted(
-                set(
+                name
+                for name in set(
                     conn.execute(
                         select(Lock.subsystem).where(
                             Lock.repo_full_name == repo, Lock.holder == from_holder
                         )
                     ).scalars()
                 )
+                if wanted is None or name in wanted
             )
             rows: list[SlotRow] = []
             for name in names:
                 rows += _lock_subsystem(conn, repo, name, 0)
             now = database_now(conn)
             waiters = _waiters(conn, repo, from_holder)
-            decision = decide_transfer(from_holder, to_holder, rows, waiters, now, ttl)
+            decision = decide_transfer(from_holder, to_holder, rows, waiters, now, ttl, wanted)
             _apply(conn, repo, to_holder, now, decision.slot_writes, decision.waiters)
         log.info(
             "locks transferred",

@@ -74,11 +74,19 @@ class MemoryLockTable:
         return decision
 
     def transfer(
-        self, from_holder: str, to_holder: str, ttl: timedelta, now: datetime
+        self,
+        from_holder: str,
+        to_holder: str,
+        ttl: timedelta,
+        now: datetime,
+        subsystems: Iterable[str] | None = None,
     ) -> HolderDecision:
+        wanted = None if subsystems is None else set(subsystems)
         names = {row.subsystem for row in self._rows_of(from_holder)}
+        if wanted is not None:
+            names &= wanted
         rows = [row for row in self.slots.values() if row.subsystem in names]
-        decision = decide_transfer(from_holder, to_holder, rows, self._waiters(), now, ttl)
+        decision = decide_transfer(from_holder, to_holder, rows, self._waiters(), now, ttl, wanted)
         self._apply(decision.slot_writes, decision.waiters, to_holder, now)
         return decision
 

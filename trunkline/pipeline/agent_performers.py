@@ -134,6 +134,7 @@ from trunkline.pipeline.runner import (
 from trunkline.pipeline.serialization import decode_event, encode_event
 from trunkline.policies.evaluation import Change, evaluate
 from trunkline.policies.model import Policy
+from trunkline.policies.plan_scope import plan_subsystems
 from trunkline.store.jobs import ClaimedJob
 from trunkline.workspace.errors import PushRejectedError
 from trunkline.workspace.gitrunner import run_git
@@ -180,12 +181,15 @@ def self_check_failure(line: str, outcome: CommandResult, redactor: Redactor) ->
 
 
 def risk_of(policy: Policy, paths: Sequence[str]) -> RiskAssessment:
-    """The policy engine's assessment of a plan that touches `paths` (as modified files)."""
+    """The policy engine's assessment of a plan that touches `paths` (as modified files).
+
+    The subsystems (the locks the item takes) cover every file the plan's write scope
+    allows (`plan_subsystems`: a directory or glob locks every subsystem it could reach)."""
     evaluation = evaluate(policy, Change(modified=tuple(paths)))
     return RiskAssessment(
         level=evaluation.risk,
         reasons=tuple(reason.message for reason in evaluation.reasons),
-        subsystems=evaluation.subsystem_names,
+        subsystems=plan_subsystems(policy, paths),
         plan_approval_required=evaluation.approvals.plan_approval,
     )
 

@@ -170,7 +170,7 @@ def release_locks(step: Step) -> None:
         return
     holder = item.holder
     if item.locks is LockStatus.TRANSFERRED:
-        holder = human_holder(item.takeover_holder or "unknown")
+        holder = human_holder(item.takeover_holder or "unknown", item.issue)
     step.emit(
         ReleaseLocks(
             key=step.key("release-locks"),

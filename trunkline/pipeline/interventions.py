@@ -155,7 +155,7 @@ def on_takeover(step: Step, event: ev.TakeoverRequested) -> bool:
     item = step.item
     if item.state not in ACTIVE:
         return False
-    human = human_holder(event.by)
+    human = human_holder(event.by, item.issue)
     if item.locks is LockStatus.HELD:
         step.emit(
             TransferLocks(
@@ -190,7 +190,7 @@ def on_resumed(step: Step, event: ev.Resumed) -> bool:
             TransferLocks(
                 key=step.key("transfer-locks"),
                 item=item.key,
-                from_holder=human_holder(item.takeover_holder or event.by),
+                from_holder=human_holder(item.takeover_holder or event.by, item.issue),
                 to_holder=item.holder,
                 subsystems=item.lock_subsystems,
             )

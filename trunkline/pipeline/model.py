@@ -12,19 +12,12 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+# The lock holder names, re-exported for the pipeline (made and read in one place).
+from trunkline.locks.holders import human_holder as human_holder
+from trunkline.locks.holders import work_item_holder as work_item_holder
 from trunkline.pipeline.states import WorkState
 
 HISTORY_LIMIT = 50
-
-
-def work_item_holder(issue: int) -> str:
-    """The lock holder name of an item's agents (matches `trunkline.agents.takeover`)."""
-    return f"issue-{issue}"
-
-
-def human_holder(login: str) -> str:
-    """The lock holder name of a human who took an item over."""
-    return f"human:{login}"
 
 
 @dataclass(frozen=True)

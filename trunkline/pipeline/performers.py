@@ -26,7 +26,10 @@ capacities; while refused it answers `LocksWaiting` and asks to be performed aga
 `lock_poll_seconds` (a third of the waiter TTL at most), which keeps its place in line.
 Leases are taken for `lock_ttl` (10 minutes by default) and kept alive while the item holds
 them: the executor's heartbeat and the keep-alive tick (`item_leases`) renew them every
-`lock_ttl / 3`, so an item whose bot stopped loses them within `lock_ttl`.
+`lock_ttl / 3`, so an item whose bot stopped loses them within `lock_ttl`. `ReleaseLocks`
+and `TransferLocks` move or release the item's own leases only (`locks.handover`: a holder
+per item and per person who took it over; leases under the shared holder of older
+takeovers are limited to the command's subsystems).
 `Escalate` is performed by `escalation_performer.EscalationPerformer` (it needs the
 workspace).
 """
@@ -43,6 +46,7 @@ from trunkline.github.errors import ValidationFailedError
 from trunkline.github.model import ReviewEvent, ReviewLineComment
 from trunkline.github.port import GitHubPort
 from trunkline.locks.capacities import UnknownSubsystemError, capacities_for
+from trunkline.locks.handover import release_item_leases, transfer_item_leases
 from trunkline.locks.leases import Grant, LockManager
 from trunkline.pipeline import commands as cmd
 from trunkline.pipeline import events as ev
@@ -233,11 +237,18 @@ class GitHubPerformers:
         return Performed(ev.LocksWaiting(command.key, blocked), repeat_after=self.lock_poll_seconds)
 
     def release_locks(self, command: cmd.ReleaseLocks, context: CommandContext) -> Performed:
-        self.locks.release(context.repo, command.holder)
+        release_item_leases(self.locks, context.repo, command.holder, command.subsystems)
         return Performed()
 
     def transfer_locks(self, command: cmd.TransferLocks, context: CommandContext) -> Performed:
-        self.locks.transfer(context.repo, command.from_holder, command.to_holder, self.lock_ttl)
+        transfer_item_leases(
+            self.locks,
+            context.repo,
+            command.from_holder,
+            command.to_holder,
+            self.lock_ttl,
+            command.subsystems,
+        )
         return Performed()
 
     # -- merge queue ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+from trunkline.locks.holders import describe_holder, parse_holder
 from trunkline.policies.evaluation import Evaluation
 from trunkline.queue.events import GateReport, GatesUpdated
 from trunkline.queue.model import Gate
@@ -151,14 +152,14 @@ def _unowned_scope(inputs: GateInputs) -> GateReport:
     has frozen or whose slots other holders fill."""
     touched = inputs.evaluation.subsystem_names
     sha = _short(inputs.head_sha)
-    own = f"human:{inputs.requester}".lower() if inputs.requester else None
+    own = inputs.requester.lower() if inputs.requester else None
     known = {entry.subsystem: entry for entry in inputs.lock_holders}
     blocked: list[str] = []
     for name in touched:
         entry = known.get(name)
         if entry is None:
             continue
-        others = tuple(h for h in entry.holders if h.lower() != own)
+        others = tuple(h for h in entry.holders if (parse_holder(h).login or "").lower() != own)
         if entry.max_active == 0:
             blocked.append(f"{name} is frozen by the policy (max_active: 0)")
         elif len(others) >= entry.max_active:
@@ -180,15 +181,6 @@ def _unowned_scope(inputs: GateInputs) -> GateReport:
         f"no other holder fills the subsystems the diff at {sha} touches "
         f"({_names(touched)})",
     )
-
-
-def describe_holder(holder: str) -> str:
-    """`issue-12` -> "work item #12 (issue-12)"; `human:bob` -> "@bob (took over ...)"."""
-    if holder.startswith("issue-") and holder[6:].isdigit():
-        return f"work item #{holder[6:]} ({holder})"
-    if holder.startswith("human:"):
-        return f"@{holder[6:]} (took over a work item)"
-    return holder
 
 
 def _paths_of(evaluation: Evaluation, subsystems: tuple[str, ...], limit: int = 10) -> str:

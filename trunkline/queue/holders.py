@@ -2,7 +2,8 @@
 
 Performs database reads on the connection it is given. Locks are held by work items, named
 `issue-<n>` after the issue the work item implements (the naming of `docs/locks.md`; a
-human takeover renames the holder `human:<login>` and releases are then the human's business).
+human takeover renames the holder `human:<login>:issue-<n>` and releases are then the human's
+business).
 A PR belongs to the work item whose `work_items.pr_number` is that PR; a PR opened by a
 person outside the pipeline has no work item and holds no locks (None).
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
+from trunkline.locks import holders
 from trunkline.store.tables import WorkItem
 
 
 def work_item_holder(issue_number: int) -> str:
     """The lock holder name of the work item for issue `issue_number`."""
-    return f"issue-{issue_number}"
+    return holders.work_item_holder(issue_number)
 
 
 def lock_holder_of_pr(conn: Connection, repo: str, pr: int) -> str | None:

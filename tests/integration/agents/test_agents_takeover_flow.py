@@ -325,7 +325,7 @@ def test_agents_takeover_then_resume_through_webhooks(world: World) -> None:
     assert read_state(world.engine, ref) == "taken_over"
     assert read_takeover(world.engine, ref).by == "bob"
     # the lease is now in the human's name, with a new epoch; the agent holds nothing
-    held = world.locks.held(REPO, human_holder("bob"))
+    held = world.locks.held(REPO, human_holder("bob", ref))
     assert [lease.subsystem for lease in held] == ["default"]
     assert held[0].epoch > grant.epochs["default"]
     assert world.locks.held(REPO, work_item_holder(ref)) == ()
@@ -333,7 +333,7 @@ def test_agents_takeover_then_resume_through_webhooks(world: World) -> None:
     assert world.github.get_ref(REPO, f"heads/{tree.branch}").sha == outcome.head_sha
     reply = wait_for("the takeover reply", lambda: world.reply_to(number, takeover))
     assert "@bob is taking over" in reply
-    assert "`human:bob`" in reply
+    assert f"`human:bob:issue-{number}`" in reply
 
     # 3. carol (read) may not resume: a polite refusal, and nothing changes.
     refused = world.comment("carol", number, "/trunkline resume")
@@ -396,6 +396,6 @@ def test_agents_takeover_then_resume_through_webhooks(world: World) -> None:
     assert [lease.subsystem for lease in world.locks.held(REPO, work_item_holder(ref))] == [
         "default"
     ]
-    assert world.locks.held(REPO, human_holder("bob")) == ()
+    assert world.locks.held(REPO, human_holder("bob", ref)) == ()
     (request,) = world.launcher.requests
     assert (request.requested_by, request.comment_id) == ("bob", resume)

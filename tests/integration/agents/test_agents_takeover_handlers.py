@@ -139,7 +139,7 @@ def test_agents_takeover_handler_is_idempotent_and_hands_over_the_lease(
         assert router.dispatch(takeover) == 1
     assert flag()
     assert read_state(engine, ref) == "taken_over"
-    assert sorted(lease.subsystem for lease in locks.held(repo, human_holder("bob"))) == [
+    assert sorted(lease.subsystem for lease in locks.held(repo, human_holder("bob", ref))) == [
         "api",
         "docs",
     ]
@@ -157,7 +157,7 @@ def test_agents_takeover_handler_is_idempotent_and_hands_over_the_lease(
     assert launcher.requests[0].installation_id == 42
     assert len(replies(github, repo, 502)) == 1
     assert len(locks.held(repo, work_item_holder(ref))) == 2
-    assert locks.held(repo, human_holder("bob")) == ()
+    assert locks.held(repo, human_holder("bob", ref)) == ()
 
     # a later resume with nothing taken over launches nothing
     router.dispatch(comment_event(repo, 1, 503, "bob", "/trunkline resume"))

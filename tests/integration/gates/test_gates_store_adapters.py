@@ -156,13 +156,16 @@ def test_work_item_holder_follows_a_takeover(tmp_path: Path) -> None:
         assert isinstance(locks.acquire(REPO, "issue-4", {"api": 1}, timedelta(minutes=5)), Grant)
         assert LeaseHeldLocks(locks).held_subsystems(REPO, "issue-4") == ("api",)
 
-        locks.transfer(REPO, "issue-4", "human:alice", timedelta(minutes=5))
+        locks.transfer(REPO, "issue-4", "human:alice:issue-4", timedelta(minutes=5))
         with engine.begin() as conn:
             conn.execute(
                 update(WorkItem).values(data={"takeover": {"active": True, "by": "alice"}})
             )
         ref = items.for_pr(REPO, 9)
-        assert ref == WorkItemRef(4, "human:alice")
+        assert ref == WorkItemRef(4, "human:alice:issue-4")
+        assert LeaseHeldLocks(locks).held_subsystems(REPO, ref.holder) == ("api",)
+        # taken over before human holders named the item: the person's shared holder counts
+        locks.transfer(REPO, "human:alice:issue-4", "human:alice", timedelta(minutes=5))
         assert LeaseHeldLocks(locks).held_subsystems(REPO, ref.holder) == ("api",)
     finally:
         engine.dispose()

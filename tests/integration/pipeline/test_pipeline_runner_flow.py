@@ -525,9 +525,8 @@ def test_pipeline_runner_lock_waiters_get_the_lock_when_it_is_released(tmp_path:
     # a takeover moves the lock to the human; the waiter keeps waiting ...
     harness.service.submit(REPO, first, ev.TakeoverRequested(MAINTAINER))
     harness.drain()
-    assert [lease.holder for lease in harness.locks.held(REPO, f"human:{MAINTAINER}")] == [
-        f"human:{MAINTAINER}"
-    ]
+    human = f"human:{MAINTAINER}:issue-{first}"
+    assert [lease.holder for lease in harness.locks.held(REPO, human)] == [human]
     # ... until the human resumes (/trunkline resume -> the agents_resume job) and cancels
     harness.jobs.enqueue(
         NewJob(
@@ -540,7 +539,7 @@ def test_pipeline_runner_lock_waiters_get_the_lock_when_it_is_released(tmp_path:
     resumed = harness.service.item(REPO, first)
     assert resumed is not None
     assert resumed.state is WorkState.EXECUTING
-    assert harness.locks.held(REPO, f"human:{MAINTAINER}") == ()
+    assert harness.locks.held(REPO, human) == ()
     harness.service.submit(REPO, first, ev.CancelRequested(MAINTAINER))
     harness.drain()  # no poll is due for an hour: the release itself nudges the waiter
 

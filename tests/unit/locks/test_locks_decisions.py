@@ -342,6 +342,15 @@ def test_transfer_to_someone_already_holding_just_releases() -> None:
     assert [(write.slot, write.holder) for write in decision.slot_writes] == [(1, None)]
 
 
+def test_transfer_of_named_subsystems_leaves_the_others() -> None:
+    slots = [held("api", 0, "human:alice", 3), held("docs", 0, "human:alice", 5)]
+    waiters = [waiting(1, "api", "human:alice"), waiting(2, "web", "human:alice")]
+    decision = decide_transfer("human:alice", "issue-1", slots, waiters, NOW, TTL, ["api"])
+    assert [(lease.subsystem, lease.holder) for lease in decision.leases] == [("api", "issue-1")]
+    assert [write.subsystem for write in decision.slot_writes] == ["api"]
+    assert decision.waiters.delete == (1,)
+
+
 def test_transfer_to_oneself_is_refused() -> None:
     with pytest.raises(ValueError, match="another holder"):
         decide_transfer("bot", "bot", [], [], NOW, TTL)

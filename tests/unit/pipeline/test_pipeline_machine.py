@@ -660,7 +660,7 @@ def test_takeover_from_any_active_state(state: WorkState) -> None:
     assert d.has(cmd.CancelWork)
     if locks is LockStatus.HELD:
         transfer = d.one(cmd.TransferLocks)
-        assert (transfer.from_holder, transfer.to_holder) == ("issue-7", "human:omar")
+        assert (transfer.from_holder, transfer.to_holder) == ("issue-7", "human:omar:issue-7")
         assert d.it.locks is LockStatus.TRANSFERRED
     else:
         assert not d.has(cmd.TransferLocks)
@@ -673,7 +673,7 @@ def test_takeover_from_any_active_state(state: WorkState) -> None:
     if locks is LockStatus.HELD:
         assert d.at(S.EXECUTING)
         back = d.one(cmd.TransferLocks)
-        assert (back.from_holder, back.to_holder) == ("human:omar", "issue-7")
+        assert (back.from_holder, back.to_holder) == ("human:omar:issue-7", "issue-7")
         assert d.it.locks is LockStatus.HELD
     elif d.it.plan_accepted:
         assert d.at(S.WAITING_FOR_LOCKS)
@@ -704,7 +704,7 @@ def test_cancel_while_taken_over_releases_the_humans_locks() -> None:
     d.send(ev.TakeoverRequested("omar"))
     d.send(ev.CancelRequested("omar"))
     assert d.at(S.CANCELLED)
-    assert d.one(cmd.ReleaseLocks).holder == "human:omar"
+    assert d.one(cmd.ReleaseLocks).holder == "human:omar:issue-7"
 
 
 @pytest.mark.parametrize("state", HAPPY)

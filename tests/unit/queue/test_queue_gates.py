@@ -381,12 +381,18 @@ def test_contributors_are_not_independent_approvers(
             False,
             ["api is held by @bob (took over a work item)"],
         ),
+        (
+            (SubsystemHolders("api", ("human:bob:issue-12",), 1),),
+            False,
+            ["api is held by @bob (took over work item #12)"],
+        ),
         # A subsystem that allows two holders still has room for the person's change.
         ((SubsystemHolders("api", ("issue-12",), 2),), True, []),
         ((SubsystemHolders("api", ("issue-12", "issue-13"), 2),), False, ["issue-13"]),
         ((SubsystemHolders("api", (), 0),), False, ["api is frozen by the policy"]),
         # The requester's own takeover leases do not block their PR.
         ((SubsystemHolders("api", ("human:Rita",), 1),), True, []),
+        ((SubsystemHolders("api", ("human:rita:issue-3",), 1),), True, []),
     ],
 )
 def test_scope_of_a_pr_without_a_work_item(
