@@ -475,14 +475,18 @@ class GateRunner:
             self.approvals.observe_head(repo, pull.number, pull.head_sha, pull.updated_at)
 
     def refresh(self, github: GitHubPort, repo: str, pr: int) -> GateReading:
-        """Sync approvals, evaluate the gates on the PR head, post the check runs and tell
-        the queue (if the PR is queued). The queue keeps the verdicts of the evaluation that
-        started reading last, so a slower, older evaluation racing this one cannot win."""
+        """Sync approvals, evaluate the gates on the PR head, tell the queue (if the PR is
+        queued) and post the check runs. The queue keeps the verdicts of the evaluation that
+        started reading last, so a slower, older evaluation racing this one cannot win; for
+        a queued PR the check runs show those verdicts, not this reading's (an older
+        reading that finishes last would otherwise leave a stale check run on the head)."""
         read_at = self.clock.now()
         reading = self.synced_read(github, repo, pr)
+        in_force = self.submit(reading, read_at=read_at)
         if reading.pull.state == "open":
-            post_gate_checks(github, repo, reading.head_sha, reading.reports, self.bot_login)
-        self.submit(reading, read_at=read_at)
+            post_gate_checks(
+                github, repo, reading.head_sha, in_force or reading.reports, self.bot_login
+            )
         log.info(
             "gates evaluated",
             extra={
@@ -494,16 +498,19 @@ class GateRunner:
         )
         return reading
 
-    def submit(self, reading: GateReading, *, read_at: datetime | None = None) -> None:
+    def submit(
+        self, reading: GateReading, *, read_at: datetime | None = None
+    ) -> tuple[GateReport, ...] | None:
         """Tell the queue (if the PR is queued); with an invalid policy, the queue of the
-        PR's base branch learns that every gate fails."""
+        PR's base branch learns that every gate fails. Returns the verdicts the queue holds
+        for the reading's head afterwards (None: the PR is not queued, or on another head)."""
         if self.queue is None:
-            return
+            return None
         base = reading.pull.base_ref if reading.policy is None else reading.policy.queue.base
         state = self.queue.state(reading.repo, base)
         entry = None if state is None else state.entry(reading.pr)
         if entry is None:
-            return
+            return None
         if reading.pull.base_ref != base:
             # Retargeted: these verdicts come from another branch's policy and must not count
             # in this queue. The PR leaves it; `/trunkline queue` puts it in its new base's.
@@ -516,7 +523,7 @@ class GateRunner:
                     reason=f"the PR's base branch changed to {reading.pull.base_ref}",
                 ),
             )
-            return
+            return None
         if entry.head_sha != reading.head_sha and reading.head_sha == reading.pull.head_sha:
             # `read_at` lets the queue refuse this head if a reading that started later (a
             # push's refresh that finished first) already set a newer one
@@ -528,3 +535,18 @@ class GateRunner:
             base,
             GatesUpdated(reading.pr, reading.head_sha, reading.reports, read_at=read_at),
         )
+        return self._in_force(reading, base)
+
+    def _in_force(self, reading: GateReading, base: str) -> tuple[GateReport, ...] | None:
+        assert self.queue is not None
+        state = self.queue.state(reading.repo, base)
+        entry = None if state is None else state.entry(reading.pr)
+        if entry is None or entry.head_sha != reading.head_sha:
+            return None
+        reports: list[GateReport] = []
+        for report in reading.reports:
+            verdict = entry.verdict(report.gate)
+            reports.append(
+                report if verdict is None else GateReport(verdict.gate, verdict.ok, verdict.detail)
+            )
+        return tuple(reports)

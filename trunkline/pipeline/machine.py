@@ -375,7 +375,8 @@ def _on_merged(step: Step, event: ev.Merged) -> bool:
         return False
     release_locks(step)
     reason = f"#{event.pr} merged as {event.sha[:12]}"
-    if item.state in ACTIVE:
+    if item.state in ACTIVE and item.awaiting is not None:
+        # an agent run may be working for it (a loop back, a re-review): it stops
         step.emit(CancelWork(key=step.key("cancel-work"), item=item.key, reason=reason))
     step.move(S.MERGED, reason)
     step.change(merged_sha=event.sha, exit_reason=reason, awaiting=None)

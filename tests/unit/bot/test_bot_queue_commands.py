@@ -698,6 +698,39 @@ def test_a_slow_refresh_that_read_before_a_push_cannot_put_the_old_head_back(
     assert state.builds == ()
 
 
+def test_a_slow_refresh_finishing_last_leaves_the_check_runs_the_queue_holds(
+    world: World,
+) -> None:
+    """A refresh that read before the bot's review landed finishes after the review's own
+    refresh: the queue keeps the newer verdicts, and so must the check runs on the head."""
+    human_review(world, "olivia")
+    world.comment("owen", "/trunkline queue")
+    assert world.runs()["trunkline/review"].conclusion is CheckConclusion.FAILURE
+    runner = world.runner
+    clock = runner.clock
+    assert isinstance(clock, FakeClock)
+    read = runner.synced_read
+
+    def read_then_race(github: GitHubPort, repo: str, pr: int, sha: str | None = None) -> Any:
+        reading = read(github, repo, pr, sha)  # no review by the bot yet
+        runner.synced_read = read  # type: ignore[method-assign]
+        bot_review(world)
+        clock.advance(1)
+        runner.refresh(github, repo, pr)  # the review's refresh starts later, ends first
+        return reading
+
+    runner.synced_read = read_then_race  # type: ignore[method-assign]
+    clock.advance(1)
+    runner.refresh(world.github, REPO, world.pr)
+
+    state = world.queue.state(REPO, "main")
+    assert state is not None
+    entry = state.entry(world.pr)
+    assert entry is not None
+    assert entry.gates_pass
+    assert world.runs()["trunkline/review"].conclusion is CheckConclusion.SUCCESS
+
+
 def test_invalid_policy_fails_every_gate_with_the_error(world: World) -> None:
     world.github.set_file(REPO, "main", ".github/trunkline.yml", "version: 2\n")
     world.pull_event("opened")

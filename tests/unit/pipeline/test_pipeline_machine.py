@@ -590,12 +590,15 @@ def test_a_merge_of_another_pr_changes_nothing() -> None:
 @pytest.mark.parametrize("state", [S.REVIEWING, S.READY, S.QUEUED_FOR_MERGE])
 def test_a_merge_of_the_items_pr_is_a_fact_in_any_state(state: WorkState) -> None:
     d = driven_to(state)
+    waiting_for = d.it.awaiting
     d.send(ev.Merged(42, "m" * 40))
     assert d.at(S.MERGED)
     assert d.it.merged_sha == "m" * 40
     assert d.has(cmd.ReleaseLocks)
     assert d.has(cmd.CloseIssue)
-    assert d.has(cmd.CancelWork)  # the agents stop: nothing left to do
+    # a command still working for it stops; a plain merge from the queue has none
+    assert d.has(cmd.CancelWork) == (waiting_for is not None)
+    assert d.has(cmd.CancelWork) == (state is not S.QUEUED_FOR_MERGE)
     d.unchanged(ev.Merged(42, "m" * 40))
 
 
@@ -606,6 +609,7 @@ def test_a_merge_that_lands_after_a_change_request_still_ends_the_item_merged() 
     d.send(ev.Merged(42, "m" * 40))
     assert d.at(S.MERGED)
     assert d.has(cmd.CloseIssue)
+    assert d.has(cmd.CancelWork)  # the executor run started by the change request stops
 
 
 def test_a_human_merging_an_escalated_pr_ends_the_item_merged() -> None:
