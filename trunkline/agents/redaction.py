@@ -133,12 +133,27 @@ def url_password(url: str | None) -> str | None:
     return unquote(password) if password else None
 
 
+_MIN_ENV_SECRET_LENGTH = 8
+_NOT_SECRETS = frozenset({"true", "false", "yes", "no", "none", "null", "on", "off"})
+
+
+def _may_be_secret(value: str) -> bool:
+    """A secret-named variable's value worth redacting: not a number, a flag or a short
+    word (`TOKEN_TTL=3600` would otherwise blank every "3600" written anywhere)."""
+    stripped = value.strip()
+    return (
+        len(stripped) >= _MIN_ENV_SECRET_LENGTH
+        and not stripped.isdigit()
+        and stripped.lower() not in _NOT_SECRETS
+    )
+
+
 def secret_env_values(environ: Mapping[str, str]) -> list[str]:
     """Values of the variables whose name holds a secret word, and URL passwords anywhere."""
     values = [
         value
         for name, value in environ.items()
-        if value and any(word in name.upper() for word in SECRET_ENV_WORDS)
+        if any(word in name.upper() for word in SECRET_ENV_WORDS) and _may_be_secret(value)
     ]
     values.extend(p for value in environ.values() if "://" in value if (p := url_password(value)))
     return values

@@ -105,6 +105,28 @@ def end_takeover(engine: Engine, ref: ItemRef, at: datetime, resume_id: int) -> 
     return owned[-1]
 
 
+def clear_takeover(engine: Engine, ref: ItemRef, at: datetime, why: str) -> bool:
+    """Lower the flag without a resume (the item was cancelled, or a new run starts): True
+    if it was raised. Without this a later run would stop at its first turn boundary as if
+    the human still held it."""
+    if not TakeoverRecord.of(read_data(engine, ref)).active:
+        return False
+    cleared: list[bool] = []
+
+    def change(data: dict[str, Any]) -> dict[str, Any]:
+        raw = data.get(TAKEOVER) or {}
+        cleared.append(TakeoverRecord.of(data).active)
+        if not cleared[-1]:
+            return data
+        return {
+            **data,
+            TAKEOVER: {**raw, "active": False, "released_at": at.isoformat(), "why": why},
+        }
+
+    change_data(engine, ref, change)
+    return cleared[-1]
+
+
 @dataclass(frozen=True)
 class TakeoverFlag:
     """`should_stop` for a `WorkItemRunner`: true while a human holds the item."""

@@ -23,9 +23,11 @@ On a work item's issue (or, for `cancel`, on its pull request):
   they belong on the pull request, and unknown commands get the parser's short help.
 
 `takeover` and `resume` are `trunkline.bot.takeover_handlers`' business; comments by bots
-are ignored. `issues.closed` by a person cancels the issue's live item, unless the item's
-pull request was merged (closing keywords close the issue when it merges, and the merge is
-reported by `pull_request.closed` or the queue).
+are ignored. `issues.closed` by a person with write access cancels the issue's live item,
+unless the item's pull request was merged (closing keywords close the issue when it merges,
+and the merge is reported by `pull_request.closed` or the queue); a close by anyone else
+(the issue's author, a triager) leaves the work going. A cancel, a close and a retry also
+lower a takeover flag the item still carries, so a later run does not start taken over.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from trunkline.agents.takeover import clear_takeover
+from trunkline.agents.work_item_rows import ItemRef
 from trunkline.bot.dispatch_handlers import policy_permission
 from trunkline.bot.events import IssueCommentEvent, IssuesEvent
 from trunkline.bot.plan_approval import plan_approval_refusal
@@ -198,6 +202,7 @@ class ItemCommands:
         if item.state in TERMINAL:
             return f"Nothing to cancel: {item.key} has already ended ({item.state.value})."
         self.service.submit(item.repo, item.issue, ev.CancelRequested(comment.login))
+        self._clear_takeover(item, f"cancelled by @{comment.login}")
         return (
             f"@{comment.login} cancelled {item.key}: its agents stop, its locks are released, "
             "its pull request (if any) leaves the merge queue and the label is removed. "
@@ -210,6 +215,7 @@ class ItemCommands:
                 f"Nothing to retry: {item.key} is {item.state.value}. `/trunkline retry` "
                 "starts a new run of an item that was escalated, cancelled, failed or refused."
             )
+        self._clear_takeover(item, f"a new run asked for by @{comment.login}")
         label = self.service.config_for(item.repo).dispatch_label
         if not any(name.casefold() == label.casefold() for name in comment.label_names):
             # first, so the label reconciler never sees the new run without its label
@@ -227,6 +233,12 @@ class ItemCommands:
             )
         return f"@{comment.login} asked for another try: run {after.run} of {item.key} is queued."
 
+    def _clear_takeover(self, item: WorkItem, why: str) -> None:
+        """A takeover ends with its item: a later run must not start out taken over."""
+        ref = ItemRef(item.repo, item.issue)
+        if clear_takeover(self.service.engine, ref, self.service.clock.now(), why):
+            log.info("takeover flag lowered", extra={"work_item": item.key, "why": why})
+
     # -- issues.closed -------------------------------------------------------------------
 
     def on_issue_closed(self, routed: RoutedEvent) -> None:
@@ -240,11 +252,21 @@ class ItemCommands:
         item = self.service.item(repo, payload.issue.number)
         if item is None or item.state in TERMINAL:
             return
-        if item.pr is not None:
-            installation = payload.installation.id if payload.installation else None
-            if self.github_for(installation).get_pull(repo, item.pr).merged:
-                return  # closed by the merge's closing keywords: the merge is reported
+        installation = payload.installation.id if payload.installation else None
+        github = self.github_for(installation)
+        if item.pr is not None and github.get_pull(repo, item.pr).merged:
+            return  # closed by the merge's closing keywords: the merge is reported
+        permission = github.get_permission(repo, sender.login)
+        if permission_refusal(sender.login, CommandName.CANCEL, permission) is not None:
+            # an issue's author (or a triager) may close it, but not stop work a maintainer
+            # handed over: the work goes on, as when they comment `/trunkline cancel`
+            log.info(
+                "issue closed by someone who may not cancel its work item",
+                extra={"repo": repo, "issue": item.issue, "by": sender.login},
+            )
+            return
         self.service.submit(repo, item.issue, ev.CancelRequested(sender.login))
+        self._clear_takeover(item, f"the issue was closed by @{sender.login}")
         log.info(
             "work item cancelled: its issue was closed",
             extra={"repo": repo, "issue": item.issue, "by": sender.login},

@@ -40,6 +40,7 @@ from trunkline.pipeline.commands import (
     Enqueue,
     PostReview,
     PushAndOpenPr,
+    RemoveLabel,
     RequestPlanApproval,
     RunPlanReview,
     RunSelfCheck,
@@ -378,6 +379,9 @@ def _on_merged(step: Step, event: ev.Merged) -> bool:
     if item.state in ACTIVE and item.awaiting is not None:
         # an agent run may be working for it (a loop back, a re-review): it stops
         step.emit(CancelWork(key=step.key("cancel-work"), item=item.key, reason=reason))
+    if item.state is S.ESCALATED:
+        label = step.config.escalation_label
+        step.emit(RemoveLabel(key=step.key("remove-label"), item=item.key, label=label))
     step.move(S.MERGED, reason)
     step.change(merged_sha=event.sha, exit_reason=reason, awaiting=None)
     risk = item.risk.level if item.risk is not None else "unknown"

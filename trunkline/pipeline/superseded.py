@@ -15,6 +15,8 @@ as stored when the job runs:
 - a GitHub write of an earlier run than the item's (`Escalate`, `ApplyLabel`,
   `RemoveLabel`, `RefuseLabel`, `CloseIssue`, `PostReview`): that run has ended and the
   new one decides its own;
+- `Escalate` and `ApplyLabel` (the escalation label, the only label applied) once the item
+  is no longer escalated (its PR merged by hand after it escalated, say);
 - lock releases and transfers, `Dequeue` and `CancelWork` are never superseded: they clean
   up what the item held, whichever run it is in.
 
@@ -69,4 +71,8 @@ def superseded(command: cmd.Command, item: WorkItem) -> str | None:
     run = command_run(command.key)
     if isinstance(command, RUN_BOUND) and run < item.run:
         return f"run {run} has ended; the item is in run {item.run}"
+    if isinstance(command, cmd.Escalate | cmd.ApplyLabel) and item.state is not WorkState.ESCALATED:
+        # the escalation's comment and label (the only label applied), e.g. after the PR was
+        # merged by hand: no comment, mention, label or push any more
+        return f"the item is {item.state.value} now, no longer escalated"
     return None

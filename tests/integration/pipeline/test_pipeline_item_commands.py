@@ -6,6 +6,7 @@ SQLite, the recording GitHub fake, the real lock manager; scripted planner and p
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from pipeline_harness import (
     repository_json,
 )
 
+from trunkline.agents.takeover import read_takeover, request_takeover
+from trunkline.agents.work_item_rows import ItemRef
 from trunkline.bot.queue_commands import reply_key
 from trunkline.github.model import Permission
 from trunkline.github.sticky import marker
@@ -311,7 +314,7 @@ def _closed_payload(issue: int, login: str, account_type: str = "User") -> dict[
 
 @pytest.mark.parametrize(
     ("login", "account_type", "cancelled"),
-    [(WRITER, "User", True), ("trunkline[bot]", "Bot", False)],
+    [(WRITER, "User", True), (OUTSIDER, "User", False), ("trunkline[bot]", "Bot", False)],
 )
 def test_closing_the_issue_cancels_its_item(
     tmp_path: Path, login: str, account_type: str, cancelled: bool
@@ -350,3 +353,21 @@ def test_the_plan_approval_request_mentions_who_may_approve(tmp_path: Path) -> N
     issue2 = _labeled_issue(h2)
     (asked,) = [c.body for c in h2.github.comments_on(REPO, issue2) if "plan-approval" in c.body]
     assert "@oncall: reply `/trunkline approve-plan`" in asked
+
+
+def test_cancel_lowers_a_takeover_flag_so_a_retry_does_not_start_taken_over(
+    tmp_path: Path,
+) -> None:
+    h = _harness(tmp_path, ANY_WRITER_POLICY)
+    issue = _labeled_issue(h)
+    ref = ItemRef(REPO, issue)
+    request_takeover(h.engine, ref, WRITER, datetime.now(UTC))
+    h.service.submit(REPO, issue, ev.TakeoverRequested(WRITER))
+    assert _state(h, issue) is S.TAKEN_OVER
+
+    _say(h, issue, "/trunkline cancel", WRITER, 901)
+
+    assert _state(h, issue) is S.CANCELLED
+    assert not read_takeover(h.engine, ref).active
+    _say(h, issue, "/trunkline retry", WRITER, 902, labels=())
+    assert _state(h, issue) is S.AWAITING_PLAN_APPROVAL  # planned afresh, not taken over

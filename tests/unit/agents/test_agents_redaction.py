@@ -131,3 +131,16 @@ def test_agents_redactor_for_takes_settings_env_and_database_url() -> None:
     text = "webhook-secret-value db-secret-value env-token-value env-db-value extra-value /home/bot"
     assert redactor.redact(text) == " ".join([REDACTED] * 5 + ["/home/bot"])
     assert redactor_for(None, {}).secrets == ()
+
+
+def test_agents_secret_named_numbers_and_flags_are_not_secrets() -> None:
+    """`TOKEN_TTL=3600` must not blank every "3600" written anywhere (markers, verdicts)."""
+    environ = {
+        "TOKEN_TTL": "3600",
+        "SECRET_ROTATION": "true",
+        "API_TOKEN": "short",
+        "GH_TOKEN": "long-enough-token",
+    }
+    redactor = redactor_for(None, environ)
+    assert redactor.redact("ttl 3600 true short") == "ttl 3600 true short"
+    assert redactor.redact("long-enough-token") == REDACTED

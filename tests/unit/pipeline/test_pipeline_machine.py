@@ -623,6 +623,7 @@ def test_a_human_merging_an_escalated_pr_ends_the_item_merged() -> None:
     d.send(ev.Merged(42, "m" * 40))
     assert d.at(S.MERGED)
     assert not d.has(cmd.ReleaseLocks)  # released when it escalated
+    assert d.one(cmd.RemoveLabel).label == CONFIG.escalation_label  # no longer needs a human
 
 
 def test_a_dequeue_counts_only_while_queued_and_for_the_items_pr() -> None:

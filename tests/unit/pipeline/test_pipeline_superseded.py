@@ -84,3 +84,15 @@ def test_pipeline_cleanups_are_never_superseded() -> None:
         cmd.CancelWork(key(1, 3, "cancel-work"), "acme/w#3", "cancelled"),
     ):
         assert superseded(command, ITEM) is None
+
+
+@pytest.mark.parametrize("state", [WorkState.MERGED, WorkState.CANCELLED])
+def test_pipeline_the_escalations_comment_and_label_wait_only_while_it_is_escalated(
+    state: WorkState,
+) -> None:
+    """A retried Escalate or its label after the PR was merged by hand: nobody is pinged."""
+    for command in run_bound(2)[:2]:  # Escalate, ApplyLabel
+        assert superseded(command, replace(ITEM, state=state)) == (
+            f"the item is {state.value} now, no longer escalated"
+        )
+    assert superseded(run_bound(2)[2], replace(ITEM, state=state)) is None  # RemoveLabel
