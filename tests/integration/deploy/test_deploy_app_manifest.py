@@ -77,6 +77,8 @@ PORT_OPERATIONS: dict[str, tuple[tuple[str, ...], tuple[str, str]]] = {
     "close_pull": (("pulls/update",), ("pull_requests", WRITE)),
 }
 COMPOSITE = {"upsert_sticky_comment": ("list_issue_comments", "create_comment", "edit_comment")}
+# Port methods that make no request (`as_written`: the text GitHub holds after a write).
+LOCAL = frozenset({"as_written"})
 # Workspace calls that talk git over HTTPS with the installation token.
 GIT_OPERATIONS = {
     "ensure_mirror": ("contents", READ),
@@ -198,7 +200,7 @@ def github_descriptions() -> Path:
 def test_deploy_every_port_method_is_mapped_to_documented_operations(
     github_descriptions: Path,
 ) -> None:
-    assert set(PORT_OPERATIONS) | set(COMPOSITE) == _port_methods()
+    assert set(PORT_OPERATIONS) | set(COMPOSITE) | LOCAL == _port_methods()
     rest = json.loads((github_descriptions / "rest-api.json").read_text(encoding="utf-8"))
     documented = {
         operation.get("operationId")
@@ -220,7 +222,7 @@ def test_deploy_manifest_permissions_are_exactly_those_used(
     needed: dict[str, str] = {}
     used = _used_port_methods()
     assert {"get_permission", "upsert_sticky_comment"} <= _called_names()  # the scan sees calls
-    for method in used:
+    for method in used - LOCAL:
         _merge(needed, *PORT_OPERATIONS[method][1])
     git_calls = _called_names(exclude=("trunkline/workspace/",)) & set(GIT_OPERATIONS)
     assert "push_commit" in git_calls or "push_branch" in git_calls
