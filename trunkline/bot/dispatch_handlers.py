@@ -65,8 +65,9 @@ def policy_permission(permission: GitHubPermission) -> Permission | None:
     return Permission(permission.value)
 
 
-def _is_bot(login: str | None, account_type: str | None) -> bool:
-    return account_type == "Bot" or (login or "").endswith("[bot]")
+def is_bot_sender(login: str | None, account_type: str | None) -> bool:
+    """A webhook's user is a bot (an App, `github-actions[bot]`, ...): its actions steer nothing."""
+    return account_type == "Bot" or (login or "").lower().endswith("[bot]")
 
 
 @dataclass
@@ -96,7 +97,7 @@ class DispatchHandlers:
         self.note_installation(repo, installation)
         if payload.label.name != self.service.config_for(repo).dispatch_label:
             return
-        if _is_bot(payload.sender.login, payload.sender.type):
+        if is_bot_sender(payload.sender.login, payload.sender.type):
             return  # trunkline's own label (`/trunkline retry`) or another automation's
         github = self.github_for(installation)
         permission = policy_permission(github.get_permission(repo, payload.sender.login))
@@ -139,7 +140,7 @@ class DispatchHandlers:
             return
         review = payload.review
         login = review.user.login if review.user else None
-        if login is None or _is_bot(login, review.user.type if review.user else None):
+        if login is None or is_bot_sender(login, review.user.type if review.user else None):
             return
         state = _REVIEW_STATES.get(review.state.lower())
         if state is None:

@@ -37,8 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from trunkline.agents.takeover import clear_takeover
-from trunkline.agents.work_item_rows import ItemRef
-from trunkline.bot.dispatch_handlers import policy_permission
+from trunkline.agents.work_item_rows import ItemRef, item_of_pull
+from trunkline.bot.dispatch_handlers import is_bot_sender, policy_permission
 from trunkline.bot.events import IssueCommentEvent, IssuesEvent
 from trunkline.bot.plan_approval import plan_approval_refusal
 from trunkline.bot.queue_commands import reply_key
@@ -67,10 +67,6 @@ ITEM_COMMANDS = frozenset(
 )
 #: Handled elsewhere on an issue (the takeover handlers).
 _ELSEWHERE = frozenset({CommandName.TAKEOVER, CommandName.RESUME})
-
-
-def _is_bot(login: str | None, account_type: str | None) -> bool:
-    return login is None or account_type == "Bot" or login.lower().endswith("[bot]")
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class ItemCommands:
         if not isinstance(payload, IssueCommentEvent):
             return
         user = payload.comment.user or payload.sender
-        if user is None or _is_bot(user.login, user.type):
+        if user is None or is_bot_sender(user.login, user.type):
             return
         installation = payload.installation.id if payload.installation else None
         comment = _Comment(
@@ -172,10 +168,8 @@ class ItemCommands:
     def _item(self, comment: _Comment) -> WorkItem | None:
         if not comment.on_pull_request:
             return self.service.item(comment.repo, comment.number)
-        for item in self.service.items(comment.repo):
-            if item.pr == comment.number:
-                return item
-        return None
+        ref = item_of_pull(self.service.engine, comment.repo, comment.number)
+        return None if ref is None else self.service.item(ref.repo, ref.number)
 
     def _approve_plan(self, comment: _Comment, item: WorkItem) -> str:
         if item.state is not WorkState.AWAITING_PLAN_APPROVAL or item.plan_id is None:
@@ -246,7 +240,7 @@ class ItemCommands:
         if not isinstance(payload, IssuesEvent) or payload.issue.is_pull_request:
             return
         sender = payload.sender
-        if sender is None or _is_bot(sender.login, sender.type):
+        if sender is None or is_bot_sender(sender.login, sender.type):
             return  # trunkline's own close (after a merge), or another automation's
         repo = payload.repository.full_name
         item = self.service.item(repo, payload.issue.number)
